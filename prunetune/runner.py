@@ -1,0 +1,125 @@
+"""Run one job end to end: build, search, score the front on the report split, write.
+
+``run_job`` is what ``prunetune run`` and the service's job runner call.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import platform
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prunetune.search.controller import (
+    Controller,
+    Progress,
+    SearchOutcome,
+    build_strategy,
+    pareto_front,
+    score_report,
+)
+from prunetune.spec import SearchSpec
+from prunetune.store.studies import TrialRecorder
+from prunetune.workbench import Workbench, build_workbench
+from prunetune.workers.base import Executor, InProcessExecutor
+
+log = logging.getLogger(__name__)
+
+_VERSIONED = ("prunetune", "torch", "transformers", "optuna", "deap", "ray", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def make_executor(bench: Workbench, workers: int, ray_address: str | None) -> Executor:
+    """In-process for ``workers == 0``; otherwise a Ray actor pool."""
+    if workers == 0 and ray_address is None:
+        return InProcessExecutor(bench)
+    try:
+        from prunetune.workers.ray_pool import RayExecutor
+    except ImportError as err:
+        raise RuntimeError(
+            f"resources.workers={workers} needs the Ray executor (prunetune.workers.ray_pool): {err}"
+        ) from err
+    return RayExecutor(bench, workers=max(workers, 1), address=ray_address)  # type: ignore[no-any-return]
+
+
+def provenance(spec: SearchSpec, bench: Workbench) -> dict[str, Any]:
+    return {
+        "spec_hash": spec.digest(),
+        "model": bench.loaded.name,
+        "model_fingerprint": bench.fingerprint,
+        "data_hashes": bench.task.data_hashes(),
+        "seed": spec.seed,
+        "versions": package_versions(),
+        "machine": f"{platform.machine()} {platform.system()} {platform.node()}",
+    }
+
+
+def run_job(
+    spec: SearchSpec,
+    *,
+    db: str,
+    study_name: str | None = None,
+    out_dir: str | Path | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    on_progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    bench: Workbench | None = None,
+) -> SearchOutcome:
+    """Run (or resume) the search a spec describes and return its outcome.
+
+    Trials go to the Optuna study ``study_name`` in ``db`` (a new name when None); a study
+    that already holds trials is resumed: finished trials are kept, trials left RUNNING
+    are failed as stale and their candidates evaluated again.
+    """
+    start = time.perf_counter()
+    bench = bench or build_workbench(spec)
+    strategy = build_strategy(spec, bench.space)
+    study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
+    recorder = TrialRecorder(db, study_name, bench.space, bench.task.quality_name)
+    dense = bench.task.dense_reference()
+    prov = provenance(spec, bench)
+    recorder.set_attrs({"spec": spec.to_dict(), "dense": dense, "provenance": prov,
+                        "strategy": spec.strategy.name, "mode": spec.mode})
+    n_workers = spec.resources.workers if workers is None else workers
+    with make_executor(bench, n_workers, ray_address) as executor:
+        controller = Controller(
+            strategy, executor, recorder, spec.budget.trials, bench.task.quality_name,
+            on_progress=on_progress, should_stop=should_stop,
+        )
+        results = controller.run()
+        front = pareto_front(results, pareto=spec.mode == "pareto")
+        known = recorder.reports()
+        todo = [r for r in front if r.number not in known]
+        for number, metrics in score_report(executor, todo).items():
+            recorder.set_report(number, metrics)
+    outcome = SearchOutcome(
+        results=results,
+        front=front,
+        reports=recorder.reports(),
+        dense=dense,
+        quality_name=bench.task.quality_name,
+        wall_seconds=time.perf_counter() - start,
+        eval_seconds=controller.eval_seconds,
+        extra={"study_name": study_name, "provenance": prov, "timings": bench.timings,
+               "layers": bench.space.names, "prunable_params": bench.space.prunable_params,
+               "mode": spec.mode, "strategy": spec.strategy.name},
+    )
+    if out_dir is not None:
+        from prunetune.reporting import write_outputs
+
+        write_outputs(outcome, Path(out_dir))
+    return outcome

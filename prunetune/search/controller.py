@@ -1,0 +1,148 @@
+"""The search loop: ask the strategy, keep the executor full, record, tell.
+
+Dispatch is steady-state: whenever an evaluation finishes, its result is recorded and
+told to the strategy, and a new candidate is asked for, so no worker idles waiting for
+a generation to finish. Failed evaluations are recorded with their reason and count
+toward the budget; the job goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from prunetune.errors import SpecError
+from prunetune.search.base import Candidate, Strategy, TrialResult, TrialState
+from prunetune.search.pareto import non_dominated
+from prunetune.search.registry import strategy_class
+from prunetune.spaces.space import SearchSpace
+from prunetune.spec import SearchSpec
+from prunetune.store.studies import SIZE_NAME, TrialRecorder
+from prunetune.workers.base import Executor, Outcome
+
+Progress = Callable[[int, int, "TrialResult | None"], None]
+
+
+def build_strategy(spec: SearchSpec, space: SearchSpace) -> Strategy:
+    """Instantiate the spec's strategy; bad options become a SpecError on that field."""
+    cls = strategy_class(spec.strategy.name)
+    options = dict(spec.strategy.options)
+    try:
+        return cls(space, seed=spec.seed, budget=spec.budget.trials, **options)  # type: ignore[call-arg]
+    except TypeError as err:
+        raise SpecError("strategy.options", options, f"not accepted by {spec.strategy.name!r}: {err}") from None
+    except ValueError as err:
+        raise SpecError("strategy.options", options, str(err)) from None
+
+
+@dataclass
+class SearchOutcome:
+    results: list[TrialResult]
+    front: list[TrialResult]
+    reports: dict[int, dict[str, float]]
+    dense: dict[str, float]
+    quality_name: str
+    wall_seconds: float
+    eval_seconds: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Controller:
+    """Runs one job's search to its budget (or until ``should_stop`` says so)."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        executor: Executor,
+        recorder: TrialRecorder,
+        budget: int,
+        quality_name: str,
+        on_progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.executor = executor
+        self.recorder = recorder
+        self.budget = budget
+        self.quality_name = quality_name
+        self.on_progress = on_progress
+        self.should_stop = should_stop or (lambda: False)
+        self._in_flight: dict[int, Candidate] = {}
+        self.eval_seconds = 0.0
+
+    def _resume(self) -> tuple[list[TrialResult], deque[Candidate]]:
+        """Stored results, and the candidates of trials a dead runner left RUNNING."""
+        stale = self.recorder.fail_stale()
+        done = self.recorder.results()
+        self.strategy.restore(done)
+        return done, deque(stale)
+
+    def _result(self, out: Outcome) -> TrialResult:
+        cand = self._in_flight.pop(out.number)
+        if out.error is not None:
+            return TrialResult(out.number, cand, TrialState.FAILED, metrics=out.metrics, error=out.error)
+        self.eval_seconds += out.metrics.get("eval_seconds", 0.0)
+        return TrialResult(
+            out.number, cand, TrialState.COMPLETE,
+            quality=out.metrics[self.quality_name], size=out.metrics[SIZE_NAME], metrics=out.metrics,
+        )
+
+    def run(self) -> list[TrialResult]:
+        done, retry = self._resume()
+        exhausted = False
+        if self.on_progress:
+            self.on_progress(len(done), self.budget, None)
+        while True:
+            stopping = self.should_stop()
+            free = self.executor.capacity - len(self._in_flight)
+            room = self.budget - len(done) - len(self._in_flight)
+            want = 0 if stopping else min(free, room)
+            batch = [retry.popleft() for _ in range(min(want, len(retry)))]
+            if want > len(batch) and not exhausted:
+                fresh = self.strategy.ask(want - len(batch))
+                exhausted = len(fresh) < want - len(batch)
+                batch += fresh
+            for cand in batch:
+                number = self.recorder.start(cand)
+                self._in_flight[number] = cand
+                self.executor.submit(number, cand.sparsities)
+            if not self._in_flight:
+                break
+            finished = [self._result(o) for o in self.executor.wait()]
+            for r in finished:
+                self.recorder.finish(r)
+                done.append(r)
+                if self.on_progress:
+                    self.on_progress(len(done), self.budget, r)
+            self.strategy.tell(finished)
+        return done
+
+
+def pareto_front(results: Sequence[TrialResult], pareto: bool) -> list[TrialResult]:
+    """Non-dominated trials by (quality up, size down); in budget mode, the best trial."""
+    ok = [r for r in results if r.ok]
+    if not ok:
+        return []
+    if not pareto:
+        return [max(ok, key=lambda r: (r.quality, -r.number))]
+    idx = non_dominated([(r.quality, r.size) for r in ok])  # type: ignore[misc]
+    return [ok[i] for i in idx]
+
+
+def score_report(executor: Executor, front: Sequence[TrialResult]) -> dict[int, dict[str, float]]:
+    """Re-score front points on the REPORT split (disjoint from the search split)."""
+    for r in front:
+        executor.submit(r.number, r.candidate.sparsities, split="report")
+    reports: dict[int, dict[str, float]] = {}
+    start = time.perf_counter()
+    while executor.pending or len(reports) < len(front):
+        outs = executor.wait()
+        if not outs:
+            break
+        for o in outs:
+            reports[o.number] = dict(o.metrics) if o.error is None else {"error": float("nan")}
+        if time.perf_counter() - start > 24 * 3600:  # pragma: no cover - a hung executor
+            break
+    return reports

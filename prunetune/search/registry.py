@@ -1,0 +1,30 @@
+"""Names a spec may use for strategies, mapped lazily to their classes.
+
+Kept free of heavy imports so that spec validation does not import torch or DEAP.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prunetune.search.base import Strategy
+
+# name -> "module:Class"; adding a strategy is adding one file and one line here.
+STRATEGIES: dict[str, str] = {
+    "random": "prunetune.search.strategies.random:RandomSearch",
+    "uniform": "prunetune.search.strategies.uniform:UniformSweep",
+}
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """Return the strategy class registered under ``name``; raises ``KeyError`` naming the choices."""
+    try:
+        target = STRATEGIES[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown strategy {name!r}; allowed: {', '.join(sorted(STRATEGIES))}"
+        ) from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]

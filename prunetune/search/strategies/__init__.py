@@ -1,0 +1,1 @@
+"""One module per search strategy; the registry lives in ``prunetune.search.registry``."""

@@ -1,0 +1,79 @@
+"""The search space a strategy sees: one sparsity per layer, bounds, grid and budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prunetune.spaces.budget import project_sparsities
+from prunetune.spaces.layers import PrunableLayer
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Per-layer sparsity allocations over ``layers``.
+
+    Attributes:
+        layers: the prunable layers, in model order.
+        lo, hi: bounds on each layer's sparsity (fractions).
+        step: grid step of proposals (fraction); projected allocations may lie off grid.
+        target: overall parameter-weighted sparsity in budget mode, else None (Pareto mode).
+        extra_params: parameters of the model outside the prunable layers (embeddings,
+            norms, heads); they count toward size but are never pruned.
+    """
+
+    layers: tuple[PrunableLayer, ...]
+    lo: float
+    hi: float
+    step: float
+    target: float | None = None
+    extra_params: int = 0
+    numels: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "numels", tuple(layer.numel for layer in self.layers))
+
+    @property
+    def dim(self) -> int:
+        return len(self.layers)
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    @property
+    def prunable_params(self) -> int:
+        return sum(self.numels)
+
+    @property
+    def grid(self) -> np.ndarray:
+        """The sparsity levels a proposal may take per layer."""
+        n = int(np.floor((self.hi - self.lo) / self.step + 1e-9))
+        return np.round(self.lo + self.step * np.arange(n + 1), 10)
+
+    def overall_sparsity(self, sparsities: Sequence[float]) -> float:
+        pruned = sum(round(s * n) for s, n in zip(sparsities, self.numels, strict=True))
+        return pruned / self.prunable_params
+
+    def nonzero_params(self, sparsities: Sequence[float]) -> int:
+        """Parameters left in the whole model, assuming the dense weights have no zeros."""
+        pruned = sum(round(s * n) for s, n in zip(sparsities, self.numels, strict=True))
+        return self.extra_params + self.prunable_params - pruned
+
+    def snap(self, sparsities: Sequence[float] | np.ndarray) -> list[float]:
+        """Clip to bounds and round to the grid."""
+        grid = self.grid
+        idx = np.abs(np.asarray(sparsities)[:, None] - grid[None, :]).argmin(axis=1)
+        return [float(grid[i]) for i in idx]
+
+    def project(self, proposal: Sequence[float] | np.ndarray, target: float | None = None) -> list[float]:
+        """Exact allocation at ``target`` (default: the space's target); in Pareto mode
+        with no target, the proposal snapped to the grid."""
+        t = self.target if target is None else target
+        if t is None:
+            return self.snap(proposal)
+        lo = [self.lo] * self.dim
+        hi = [self.hi] * self.dim
+        return project_sparsities(proposal, self.numels, t, lo, hi)

@@ -1,0 +1,245 @@
+"""The job spec: what to prune, how to judge it, how to search, and with what budget.
+
+Loaded from YAML (``SearchSpec.from_yaml``) or a dict (``SearchSpec.from_dict``). Every
+rejection raises :class:`prunetune.errors.SpecError` with one line that names the field,
+the value it got and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from prunetune.errors import SpecError
+
+BUNDLED_MODELS = ("minilm", "digits")
+TASK_KINDS = ("embedding", "classification")
+GRANULARITIES = ("unstructured",)
+GROUPINGS = ("per-layer",)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """Exactly one of ``source`` (a bundled model), ``path`` (a local HF directory) or
+    ``factory`` (``"package.module:function"`` returning an ``nn.Module``)."""
+
+    source: Literal["minilm", "digits"] | None = None
+    path: str | None = None
+    factory: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        p = Path(v).expanduser()
+        if not p.is_dir():
+            raise ValueError(
+                "no such directory; give a local Hugging Face model directory "
+                "(config.json and *.safetensors)"
+            )
+        if not (p / "config.json").is_file():
+            raise ValueError("directory has no config.json; give a Hugging Face model directory")
+        return str(p.resolve())
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_form(cls, v: str | None) -> str | None:
+        if v is not None and (":" not in v or v.startswith(":") or v.endswith(":")):
+            raise ValueError("must look like 'package.module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSpec:
+        given = [k for k in ("source", "path", "factory") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of source ({'/'.join(BUNDLED_MODELS)}), path or factory; "
+                f"got {given or 'none'}"
+            )
+        return self
+
+
+class TaskSpec(_Strict):
+    """The quality metric. Split sizes count examples (text chunks or images), and the
+    calibration, search and report splits are disjoint."""
+
+    kind: Literal["embedding", "classification"]
+    data: str = "pydoc"
+    calibration: int = Field(128, ge=1, le=100_000)
+    search: int = Field(256, ge=1, le=100_000)
+    report: int = Field(512, ge=1, le=100_000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    max_length: int = Field(128, ge=8, le=8192)
+
+
+class SpaceSpec(_Strict):
+    """Which layers may be pruned and how a sparsity becomes a mask.
+
+    ``groups`` is the comparison group of the top-k: ``row`` compares weights within one
+    output row (as Wanda does), ``layer`` within the whole layer. Sparsities are fractions
+    of weights in [0, 1); ``step`` is the search grid.
+    """
+
+    granularity: Literal["unstructured"] = "unstructured"
+    criterion: str = "wanda"
+    grouping: Literal["per-layer"] = "per-layer"
+    groups: Literal["row", "layer"] = "row"
+    min: float = Field(0.0, ge=0.0, lt=1.0)
+    max: float = Field(0.95, gt=0.0, lt=1.0)
+    step: float = Field(0.05, gt=0.0, lt=1.0)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_criterion(cls, v: str) -> str:
+        from prunetune.pruning.importance import CRITERIA
+
+        if v not in CRITERIA:
+            raise ValueError(f"unknown criterion; allowed: {', '.join(sorted(CRITERIA))}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SpaceSpec:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class ObjectivesSpec(_Strict):
+    quality: Literal["maximize"] = "maximize"
+    size: Literal["minimize"] = "minimize"
+
+
+class BudgetSpec(_Strict):
+    trials: int = Field(64, ge=1, le=1_000_000)
+
+
+class TargetSpec(_Strict):
+    """Budget mode: every candidate has exactly this overall, parameter-weighted sparsity
+    over the prunable layers (a fraction in (0, 1))."""
+
+    sparsity: float = Field(gt=0.0, lt=1.0)
+
+
+class StrategySpec(_Strict):
+    name: str = "random"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        from prunetune.search.registry import STRATEGIES
+
+        if v not in STRATEGIES:
+            raise ValueError(f"unknown strategy; allowed: {', '.join(sorted(STRATEGIES))}")
+        return v
+
+
+class RecoverySpec(_Strict):
+    steps: int = Field(0, ge=0, le=1_000_000)
+    distill: bool = False
+
+    @field_validator("steps")
+    @classmethod
+    def _supported(cls, v: int) -> int:
+        if v != 0:
+            raise ValueError("recovery fine-tuning is not available in this version; use 0")
+        return v
+
+
+class ResourcesSpec(_Strict):
+    """``workers: 0`` evaluates in this process; ``threads`` caps torch's intra-op threads."""
+
+    workers: int = Field(0, ge=0, le=1024)
+    gpus_per_worker: float = Field(0.0, ge=0.0, le=8.0)
+    threads: int | None = Field(None, ge=1, le=512)
+
+
+class SearchSpec(_Strict):
+    name: str = Field("job", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    model: ModelSpec
+    task: TaskSpec
+    space: SpaceSpec = Field(default_factory=SpaceSpec)  # type: ignore[arg-type]
+    objectives: ObjectivesSpec = Field(default_factory=ObjectivesSpec)
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)  # type: ignore[arg-type]
+    target: TargetSpec | None = None
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    recovery: RecoverySpec = Field(default_factory=RecoverySpec)  # type: ignore[arg-type]
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)  # type: ignore[arg-type]
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _task_fits_model(self) -> SearchSpec:
+        if self.model.source == "digits" and self.task.kind != "classification":
+            raise ValueError("model 'digits' needs task.kind 'classification'")
+        if self.model.source == "minilm" and self.task.kind != "embedding":
+            raise ValueError("model 'minilm' needs task.kind 'embedding'")
+        if self.target is not None and self.target.sparsity > self.space.max:
+            raise ValueError(
+                f"target.sparsity {self.target.sparsity} is above space.max {self.space.max}: "
+                "no allocation within the per-layer bounds reaches it"
+            )
+        return self
+
+    # -- loading -----------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SearchSpec:
+        if not isinstance(data, dict):
+            raise SpecError("<root>", data, "a spec is a mapping with keys model, task, ...")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise _spec_error(err, data) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpec:
+        p = Path(path)
+        if not p.is_file():
+            raise SpecError("<file>", str(path), "no such file; give the path of a YAML spec")
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as err:
+            raise SpecError("<file>", str(path), f"not valid YAML ({err})") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def digest(self) -> str:
+        """A stable hash of the spec's content (provenance, cache keys)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @property
+    def mode(self) -> Literal["pareto", "budget"]:
+        return "budget" if self.target is not None else "pareto"
+
+
+def _spec_error(err: ValidationError, data: Any) -> SpecError:
+    """Turn pydantic's first error into one line naming field, value and what is allowed."""
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    field = ".".join(loc) or "<root>"
+    value = first.get("input")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field; check the spelling against the spec reference in the README"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+        value = None
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    elif msg.startswith("Input should be"):
+        msg = "allowed: " + msg[len("Input should be ") :]
+    return SpecError(field, value, msg)

@@ -1,0 +1,180 @@
+"""Trials live in an Optuna RDB study, one study per job, in the job database.
+
+So ``optuna-dashboard`` on the same database shows every strategy's trials with named
+objectives and per-layer sparsities as parameters. Writes go through Optuna's public
+API (``enqueue_trial``/``ask``/``tell``) so a RUNNING trial in storage always means "a
+candidate was handed out and its result is not in yet" (crash recovery relies on that).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.trial import TrialState as OptunaState
+
+from prunetune.search.base import Candidate, TrialResult, TrialState
+from prunetune.spaces.space import SearchSpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Metric names are experimental in Optuna but are what labels the dashboard's axes.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+SIZE_NAME = "nonzero_params"
+
+
+def ensure_sqlite_parent(url: str) -> None:
+    """SQLite creates the file but not its folder; create the folder."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage; SQLite gets a busy timeout so a reader never fails a writer."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+        ensure_sqlite_parent(url)
+    else:
+        kwargs["pool_pre_ping"] = True
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+class TrialRecorder:
+    """Records one job's trials in its Optuna study.
+
+    In Pareto mode the study has two objectives (quality, maximise; nonzero parameters,
+    minimise); in budget mode every candidate has the same size, so only quality.
+    """
+
+    def __init__(
+        self,
+        storage: optuna.storages.BaseStorage | str,
+        study_name: str,
+        space: SearchSpace,
+        quality_name: str,
+        *,
+        create: bool = True,
+    ) -> None:
+        self.space = space
+        self.quality_name = quality_name
+        self.pareto = space.target is None
+        storage = open_storage(storage) if isinstance(storage, str) else storage
+        self.storage = storage
+        if create:
+            directions: list[Any] = ["maximize", "minimize"] if self.pareto else ["maximize"]
+            self.study = optuna.create_study(
+                storage=storage, study_name=study_name, directions=directions, load_if_exists=True
+            )
+            names = [quality_name, SIZE_NAME] if self.pareto else [quality_name]
+            if self.study.metric_names != names:
+                self.study.set_metric_names(names)
+        else:
+            self.study = optuna.load_study(storage=storage, study_name=study_name)
+        self._distributions: dict[str, BaseDistribution] = {
+            name: FloatDistribution(0.0, 1.0) for name in space.names
+        }
+        self._running: dict[int, optuna.Trial] = {}
+
+    def set_attrs(self, attrs: Mapping[str, Any]) -> None:
+        for key, value in attrs.items():
+            self.study.set_user_attr(key, value)
+
+    def start(self, candidate: Candidate) -> int:
+        """Hand out a candidate: a RUNNING trial with its allocation as params."""
+        params = dict(zip(self.space.names, candidate.sparsities, strict=True))
+        self.study.enqueue_trial(params, user_attrs={"origin": candidate.origin}, skip_if_exists=False)
+        trial = self.study.ask(self._distributions)
+        if candidate.info:
+            trial.set_user_attr("info", json.dumps(dict(candidate.info), default=float))
+        self._running[trial.number] = trial
+        return trial.number
+
+    def finish(self, result: TrialResult) -> None:
+        trial = self._running.pop(result.number)
+        for key, value in result.metrics.items():
+            trial.set_user_attr(key, value if math.isfinite(value) else str(value))
+        if result.ok:
+            values = [result.quality, result.size] if self.pareto else [result.quality]
+            self.study.tell(trial, values)  # type: ignore[arg-type]
+        else:
+            trial.set_user_attr("fail_reason", result.error or "unknown")
+            self.study.tell(trial, state=OptunaState.FAIL)
+
+    def set_report(self, number: int, metrics: Mapping[str, float]) -> None:
+        """Attach REPORT-split scores of a finished trial (kept as a study attribute,
+        since Optuna freezes a finished trial's attributes)."""
+        reports = dict(self.study.user_attrs.get("report", {}))
+        reports[str(number)] = dict(metrics)
+        self.study.set_user_attr("report", reports)
+
+    def reports(self) -> dict[int, dict[str, float]]:
+        return {int(k): v for k, v in self.study.user_attrs.get("report", {}).items()}
+
+    def results(self) -> list[TrialResult]:
+        """Finished trials (complete and failed), in trial order, as strategy records."""
+        out = []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state not in (OptunaState.COMPLETE, OptunaState.FAIL) or t.user_attrs.get("stale"):
+                continue
+            out.append(self._to_result(t))
+        return out
+
+    def fail_stale(self) -> list[Candidate]:
+        """Mark trials left RUNNING by a dead runner as failed ("stale") and return their
+        candidates, to be evaluated again under new trial numbers. Stale trials do not
+        count toward the budget and are not shown to the strategy."""
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        stale = []
+        for t in self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
+            if t.number in self._running:
+                continue
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            self.storage.set_trial_user_attr(trial_id, "stale", True)
+            self.storage.set_trial_user_attr(trial_id, "fail_reason", "runner died while evaluating")
+            self.storage.set_trial_state_values(trial_id, OptunaState.FAIL)
+            if len(t.params) == len(self.space.names):
+                stale.append(self._to_result(t).candidate)
+        return stale
+
+    def _to_result(self, t: optuna.trial.FrozenTrial) -> TrialResult:
+        cand = Candidate(
+            tuple(float(t.params.get(n, 0.0)) for n in self.space.names),
+            origin=str(t.user_attrs.get("origin", "")),
+            info=json.loads(t.user_attrs.get("info", "{}")),
+        )
+        metrics = {k: float(v) for k, v in t.user_attrs.items() if isinstance(v, (int, float))}
+        if t.state == OptunaState.COMPLETE and t.values is not None:
+            size = t.values[1] if self.pareto else metrics.get(SIZE_NAME)
+            return TrialResult(t.number, cand, TrialState.COMPLETE, t.values[0], size, metrics)
+        return TrialResult(
+            t.number, cand, TrialState.FAILED, metrics=metrics,
+            error=str(t.user_attrs.get("fail_reason", "failed")),
+        )
+
+
+def records(results: Sequence[TrialResult], space: SearchSpace) -> list[dict[str, Any]]:
+    """Flat rows for CSV/JSON output: trial, state, metrics and per-layer sparsities."""
+    rows = []
+    for r in results:
+        row: dict[str, Any] = {
+            "trial": r.number,
+            "state": r.state.value,
+            "origin": r.candidate.origin,
+            "quality": r.quality,
+            "size": r.size,
+            "error": r.error or "",
+        }
+        row.update({k: v for k, v in r.metrics.items()})
+        row.update({f"s:{n}": s for n, s in zip(space.names, r.candidate.sparsities, strict=True)})
+        rows.append(row)
+    return rows
