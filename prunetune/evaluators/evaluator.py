@@ -28,14 +28,18 @@ class Evaluator:
         self.pruner = pruner
         self.space = space
 
-    def evaluate(self, sparsities: Sequence[float], split: Split = "search") -> dict[str, float]:
+    def evaluate(
+        self, sparsities: Sequence[float], split: Split = "search", fidelity: float = 1.0
+    ) -> dict[str, float]:
+        """Metrics of ``sparsities`` on ``split``; ``fidelity`` is the fraction of the split."""
         start = time.perf_counter()
         with self.pruner.applied(sparsities):
-            metrics = self.task.score(self.model, split)
+            metrics = self.task.score(self.model, split, fidelity)
         quality = metrics.get(self.task.quality_name)
         if quality is None or not math.isfinite(quality):
             raise EvaluationError(f"task returned {self.task.quality_name}={quality!r}")
         metrics["nonzero_params"] = float(self.space.nonzero_params(sparsities))
         metrics["sparsity"] = self.space.overall_sparsity(sparsities)
+        metrics["fidelity_level"] = fidelity
         metrics["eval_seconds"] = time.perf_counter() - start
         return metrics

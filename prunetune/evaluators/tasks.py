@@ -41,7 +41,8 @@ class Task(ABC):
         """Compute the dense model's reference outputs; call before any pruning."""
 
     @abstractmethod
-    def score(self, model: nn.Module, split: Split = "search") -> dict[str, float]: ...
+    def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
+        """Metrics on ``split``; ``fraction`` < 1 scores a fixed subset (multi-fidelity)."""
 
     @abstractmethod
     def dense_reference(self) -> dict[str, float]:
@@ -67,6 +68,11 @@ def _batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: 
             mask[row, : len(ids[i])] = 1
         batches.append({"input_ids": input_ids, "attention_mask": mask, "index": torch.tensor(idx)})
     return batches
+
+
+def _full_only(fraction: float) -> None:
+    if fraction != 1.0:
+        raise ValueError(f"this task scores whole splits only; got fraction {fraction}")
 
 
 class EmbeddingTask(Task):
@@ -136,7 +142,8 @@ class EmbeddingTask(Task):
             self._dense[split] = self._embed(model, self._batches[split])
         self._dense_metrics = {"fidelity": 1.0, "retrieval_at_1": self._retrieval(model)}
 
-    def score(self, model: nn.Module, split: Split = "search") -> dict[str, float]:
+    def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
+        _full_only(fraction)
         emb = self._embed(model, self._batches[split])
         metrics = {"fidelity": float((emb * self._dense[split]).sum(-1).mean())}
         if split == "report":
@@ -185,7 +192,8 @@ class DigitsTask(Task):
     def prepare(self, model: nn.Module) -> None:
         self._dense_metrics = self.score(model, "report")
 
-    def score(self, model: nn.Module, split: Split = "search") -> dict[str, float]:
+    def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
+        _full_only(fraction)
         with torch.inference_mode():
             pred = model(self._x[split]).argmax(-1)
         return {"accuracy": float((pred == self._y[split]).float().mean())}

@@ -20,11 +20,14 @@ class Candidate:
         sparsities: one fraction per layer of the space, in the space's layer order.
         origin: how it was made ("random", "uniform", "mutation", "warm-start", ...).
         info: small, JSON-friendly details a strategy wants recorded with the trial.
+        fidelity: fraction of the search split to score it on (multi-fidelity screening);
+            only full-fidelity (1.0) results make the Pareto front.
     """
 
     sparsities: tuple[float, ...]
     origin: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
+    fidelity: float = 1.0
 
 
 class TrialState(enum.Enum):

@@ -107,7 +107,7 @@ class Controller:
             for cand in batch:
                 number = self.recorder.start(cand)
                 self._in_flight[number] = cand
-                self.executor.submit(number, cand.sparsities)
+                self.executor.submit(number, cand.sparsities, fidelity=cand.fidelity)
             if not self._in_flight:
                 break
             finished = [self._result(o) for o in self.executor.wait()]
@@ -122,7 +122,7 @@ class Controller:
 
 def pareto_front(results: Sequence[TrialResult], pareto: bool) -> list[TrialResult]:
     """Non-dominated trials by (quality up, size down); in budget mode, the best trial."""
-    ok = [r for r in results if r.ok]
+    ok = [r for r in results if r.ok and r.candidate.fidelity == 1.0]
     if not ok:
         return []
     if not pareto:

@@ -92,7 +92,8 @@ class TrialRecorder:
     def start(self, candidate: Candidate) -> int:
         """Hand out a candidate: a RUNNING trial with its allocation as params."""
         params = dict(zip(self.space.names, candidate.sparsities, strict=True))
-        self.study.enqueue_trial(params, user_attrs={"origin": candidate.origin}, skip_if_exists=False)
+        attrs = {"origin": candidate.origin, "fidelity_level": candidate.fidelity}
+        self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
         trial = self.study.ask(self._distributions)
         if candidate.info:
             trial.set_user_attr("info", json.dumps(dict(candidate.info), default=float))
@@ -151,6 +152,7 @@ class TrialRecorder:
             tuple(float(t.params.get(n, 0.0)) for n in self.space.names),
             origin=str(t.user_attrs.get("origin", "")),
             info=json.loads(t.user_attrs.get("info", "{}")),
+            fidelity=float(t.user_attrs.get("fidelity_level", 1.0)),
         )
         metrics = {k: float(v) for k, v in t.user_attrs.items() if isinstance(v, (int, float))}
         if t.state == OptunaState.COMPLETE and t.values is not None:

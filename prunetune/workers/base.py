@@ -32,7 +32,10 @@ class Executor(ABC):
     capacity: int = 1
 
     @abstractmethod
-    def submit(self, number: int, sparsities: Sequence[float], split: Split = "search") -> None: ...
+    def submit(
+        self, number: int, sparsities: Sequence[float], split: Split = "search", fidelity: float = 1.0
+    ) -> None:
+        """Queue an evaluation on ``split`` (``fidelity``: fraction of it to use)."""
 
     @abstractmethod
     def wait(self) -> list[Outcome]: ...
@@ -51,10 +54,12 @@ class Executor(ABC):
         self.close()
 
 
-def run_one(bench: Workbench, number: int, sparsities: Sequence[float], split: Split) -> Outcome:
+def run_one(
+    bench: Workbench, number: int, sparsities: Sequence[float], split: Split, fidelity: float = 1.0
+) -> Outcome:
     """Evaluate on a workbench, turning any exception into a failed outcome with its reason."""
     try:
-        return Outcome(number, bench.evaluator.evaluate(sparsities, split))
+        return Outcome(number, bench.evaluator.evaluate(sparsities, split, fidelity))
     except Exception as err:  # the trial fails, the job goes on
         last = traceback.extract_tb(err.__traceback__)[-1:]
         where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
@@ -68,10 +73,12 @@ class InProcessExecutor(Executor):
 
     def __init__(self, bench: Workbench) -> None:
         self.bench = bench
-        self._queue: deque[tuple[int, tuple[float, ...], Split]] = deque()
+        self._queue: deque[tuple[int, tuple[float, ...], Split, float]] = deque()
 
-    def submit(self, number: int, sparsities: Sequence[float], split: Split = "search") -> None:
-        self._queue.append((number, tuple(sparsities), split))
+    def submit(
+        self, number: int, sparsities: Sequence[float], split: Split = "search", fidelity: float = 1.0
+    ) -> None:
+        self._queue.append((number, tuple(sparsities), split, fidelity))
 
     @property
     def pending(self) -> int:
@@ -80,5 +87,5 @@ class InProcessExecutor(Executor):
     def wait(self) -> list[Outcome]:
         if not self._queue:
             return []
-        number, sparsities, split = self._queue.popleft()
-        return [run_one(self.bench, number, sparsities, split)]
+        number, sparsities, split, fidelity = self._queue.popleft()
+        return [run_one(self.bench, number, sparsities, split, fidelity)]
