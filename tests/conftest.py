@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from helpers import minilm_spec_dict
 
 from prunetune.spec import SearchSpec
 
@@ -29,21 +30,6 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["PRUNETUNE_CACHE"] = old
 
 
-def minilm_spec_dict(**overrides: object) -> dict:
-    """A small MiniLM job: real model, small real splits (a few seconds per evaluation)."""
-    spec: dict = {
-        "name": "minilm-test",
-        "model": {"source": "minilm"},
-        "task": {"kind": "embedding", "calibration": 16, "search": 32, "report": 32, "batch_size": 16},
-        "space": {"criterion": "wanda", "max": 0.9, "step": 0.05},
-        "budget": {"trials": 4},
-        "strategy": {"name": "random"},
-        "seed": 0,
-    }
-    spec.update(overrides)
-    return spec
-
-
 @pytest.fixture(scope="session")
 def minilm_spec() -> SearchSpec:
     return SearchSpec.from_dict(minilm_spec_dict())
@@ -55,20 +41,6 @@ def minilm_bench(minilm_spec: SearchSpec):  # type: ignore[no-untyped-def]
     from prunetune.workbench import build_workbench
 
     return build_workbench(minilm_spec)
-
-
-def digits_spec_dict(**overrides: object) -> dict:
-    spec: dict = {
-        "name": "digits-test",
-        "model": {"source": "digits"},
-        "task": {"kind": "classification", "data": "digits", "calibration": 128, "search": 200, "report": 300},
-        "space": {"criterion": "wanda", "max": 0.95, "step": 0.05},
-        "budget": {"trials": 8},
-        "strategy": {"name": "random"},
-        "seed": 0,
-    }
-    spec.update(overrides)
-    return spec
 
 
 @pytest.fixture
