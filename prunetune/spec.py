@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from prunetune.errors import SpecError
 
 BUNDLED_MODELS = ("minilm", "digits")
-TASK_KINDS = ("embedding", "classification")
+TASK_KINDS = ("embedding", "classification", "causal-lm", "callable")
 GRANULARITIES = ("unstructured",)
 GROUPINGS = ("per-layer",)
 
@@ -72,13 +72,34 @@ class TaskSpec(_Strict):
     """The quality metric. Split sizes count examples (text chunks or images), and the
     calibration, search and report splits are disjoint."""
 
-    kind: Literal["embedding", "classification"]
+    kind: Literal["embedding", "classification", "causal-lm", "callable"]
+    # "pydoc" (bundled text), a local .txt/.csv/.jsonl file, "digits" (the digits model's
+    # held-out images) or "sklearn:<digits|iris|wine|breast_cancer>".
     data: str = "pydoc"
     calibration: int = Field(128, ge=1, le=100_000)
     search: int = Field(256, ge=1, le=100_000)
     report: int = Field(512, ge=1, le=100_000)
     batch_size: int = Field(32, ge=1, le=4096)
+    # Truncation length of text examples; for causal-lm the fixed window length.
     max_length: int = Field(128, ge=8, le=8192)
+    # causal-lm: step between windows (default max_length: no overlap); quality to rank by.
+    stride: int | None = Field(None, ge=1, le=8192)
+    quality: Literal["perplexity", "kl"] = "perplexity"
+    # classification from CSV/JSONL: the text (for tokenised models) and label columns.
+    text_column: str = "text"
+    label_column: str = "label"
+    # callable: "package.module:function" called as function(model, batch) -> float.
+    function: str | None = None
+    # Measured latency (median of this many forward passes over one batch); 0 = off.
+    latency_repeats: int = Field(0, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TaskSpec:
+        if self.kind == "callable" and (self.function is None or ":" not in self.function.strip(":")):
+            raise ValueError("task.function: kind 'callable' needs function: 'package.module:function'")
+        if self.stride is not None and self.stride > self.max_length:
+            raise ValueError(f"task.stride {self.stride} exceeds task.max_length {self.max_length}")
+        return self
 
 
 class SpaceSpec(_Strict):
@@ -146,15 +167,26 @@ class StrategySpec(_Strict):
 
 
 class RecoverySpec(_Strict):
+    """Brief fine-tuning of every candidate before it is scored (0 steps = off).
+
+    AdamW on the calibration split; pruned weights stay exactly zero. ``distill`` trains
+    toward the dense model's outputs (``distill_loss`` "auto": logit KL for LMs and
+    classifiers, embedding cosine for encoders). ``schedule``: ``whole`` model,
+    ``layer-wise`` (one block at a time, top block first) or ``cyclic`` (rounds of
+    ``steps`` until the held-out recovery loss stops improving, at most ``rounds``).
+    ``l1``/``l2`` penalise the remaining weights of the pruned layers.
+    """
+
     steps: int = Field(0, ge=0, le=1_000_000)
     distill: bool = False
-
-    @field_validator("steps")
-    @classmethod
-    def _supported(cls, v: int) -> int:
-        if v != 0:
-            raise ValueError("recovery fine-tuning is not available in this version; use 0")
-        return v
+    distill_loss: Literal["auto", "kl", "cosine", "mse"] = "auto"
+    lr: float = Field(1e-4, gt=0.0, le=1.0)
+    batch_size: int = Field(16, ge=1, le=4096)
+    schedule: Literal["whole", "layer-wise", "cyclic"] = "whole"
+    rounds: int = Field(3, ge=1, le=100)
+    l1: float = Field(0.0, ge=0.0)
+    l2: float = Field(0.0, ge=0.0)
+    temperature: float = Field(1.0, gt=0.0, le=100.0)
 
 
 class ResourcesSpec(_Strict):
@@ -180,10 +212,10 @@ class SearchSpec(_Strict):
 
     @model_validator(mode="after")
     def _task_fits_model(self) -> SearchSpec:
-        if self.model.source == "digits" and self.task.kind != "classification":
-            raise ValueError("model 'digits' needs task.kind 'classification'")
-        if self.model.source == "minilm" and self.task.kind != "embedding":
-            raise ValueError("model 'minilm' needs task.kind 'embedding'")
+        if self.model.source == "digits" and self.task.kind not in ("classification", "callable"):
+            raise ValueError("model 'digits' needs task.kind 'classification' (or 'callable')")
+        if self.model.source == "minilm" and self.task.kind not in ("embedding", "callable"):
+            raise ValueError("model 'minilm' needs task.kind 'embedding' (or 'callable')")
         if self.target is not None and self.target.sparsity > self.space.max:
             raise ValueError(
                 f"target.sparsity {self.target.sparsity} is above space.max {self.space.max}: "
