@@ -190,11 +190,21 @@ class RecoverySpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
-    """``workers: 0`` evaluates in this process; ``threads`` caps torch's intra-op threads."""
+    """``workers: 0`` evaluates in this process; ``threads`` caps torch's intra-op threads.
+
+    With ``workers >= 1`` each Ray actor reserves ``cpus_per_worker`` CPUs and
+    ``gpus_per_worker`` GPUs (fractions place several actors on one GPU); its torch uses
+    ``threads`` threads (default: ``cpus_per_worker`` rounded down, at least 1). Actors run
+    the model in ``dtype`` (bf16 and fp16 are meant for GPUs). An evaluation whose actor
+    dies is retried on another actor up to ``max_retries`` times, then recorded as failed.
+    """
 
     workers: int = Field(0, ge=0, le=1024)
     gpus_per_worker: float = Field(0.0, ge=0.0, le=8.0)
+    cpus_per_worker: float = Field(1.0, gt=0.0, le=512.0)
     threads: int | None = Field(None, ge=1, le=512)
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    max_retries: int = Field(2, ge=0, le=100)
 
 
 class SearchSpec(_Strict):
