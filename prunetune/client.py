@@ -1,0 +1,329 @@
+"""The Python client: the same calls over HTTP or embedded in this process.
+
+```python
+client = Client("http://127.0.0.1:8000", token=...)   # or Client.embedded("sqlite:///prunetune.db")
+job = client.submit(SearchSpec.from_yaml("examples/digits.yaml"))
+job.wait(progress=True)
+for point in job.pareto_front():
+    print(point.trial, point.sparsity, point.quality)
+job.export(point.trial, "pruned/")
+```
+
+An embedded client talks to the database directly. Its ``wait`` runs a still-queued job
+in this process (claiming it like a runner would), so no worker process is needed; a
+job another runner already holds is waited for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prunetune.errors import PrunetuneError, SpecError
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class ClientError(PrunetuneError, RuntimeError):
+    """The service rejected a call. ``status`` is the HTTP status (0 embedded);
+    ``field``/``value``/``allowed`` name what was wrong, when the error is about a field."""
+
+    def __init__(self, message: str, status: int = 0, field: str | None = None,
+                 value: Any = None, allowed: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.field, self.value, self.allowed = status, field, value, allowed
+
+
+class AuthError(ClientError):
+    """No token, or the token was refused (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    trial: int
+    quality: float
+    nonzero_params: float | None
+    sparsity: float | None
+    quality_name: str = "quality"
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    report: Mapping[str, float] = field(default_factory=dict)
+    allocation: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: int
+    name: str
+    state: str
+    trials_done: int
+    trials_total: int
+    best_trial: int | None
+    best_quality: float | None
+    error: str | None
+    study_name: str
+    attempts: int
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+    @classmethod
+    def of(cls, d: Mapping[str, Any]) -> JobStatus:
+        return cls(id=d["id"], name=d["name"], state=d["state"], trials_done=d["trials_done"],
+                   trials_total=d["trials_total"], best_trial=d.get("best_trial"),
+                   best_quality=d.get("best_quality"), error=d.get("error"),
+                   study_name=d["study_name"], attempts=d.get("attempts", 0), raw=dict(d))
+
+
+class Job:
+    """A handle on one job: ``status``, ``wait``, ``pareto_front``, ``trials``, ``cancel``, ``export``."""
+
+    def __init__(self, client: Client, job_id: int) -> None:
+        self.client, self.id = client, job_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id})"
+
+    def status(self) -> JobStatus:
+        return self.client.get(self.id)
+
+    def wait(self, progress: bool = False, poll_s: float = 0.5) -> JobStatus:
+        return self.client.wait(self.id, progress=progress, poll_s=poll_s)
+
+    def pareto_front(self) -> list[FrontPoint]:
+        return self.client.pareto_front(self.id)
+
+    def trials(self) -> list[dict[str, Any]]:
+        return self.client.trials(self.id)
+
+    def cancel(self) -> JobStatus:
+        return self.client.cancel(self.id)
+
+    def export(self, trial: int, out: str | Path) -> dict[str, Any]:
+        return self.client.export(self.id, trial, out)
+
+
+def _spec_payload(spec: Any) -> dict[str, Any]:
+    from prunetune.spec import SearchSpec
+
+    if isinstance(spec, SearchSpec):
+        return spec.to_dict()
+    if isinstance(spec, (str, Path)):
+        return SearchSpec.from_yaml(spec).to_dict()
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    raise TypeError(f"spec must be a SearchSpec, a mapping or a YAML path; got {type(spec).__name__}")
+
+
+class _Http:
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.http.request(method, path, **kw)
+        if resp.status_code < 400:
+            return resp.json()
+        try:
+            err = resp.json().get("error", {})
+        except ValueError:
+            err = {"message": resp.text}
+        cls = AuthError if resp.status_code == 401 else ClientError
+        raise cls(err.get("message", f"HTTP {resp.status_code}"), resp.status_code,
+                  err.get("field"), err.get("value"), err.get("allowed"))
+
+    def submit(self, spec: dict[str, Any]) -> Any:
+        return self.call("POST", "/jobs", json={"spec": spec})
+
+    def get(self, job_id: int) -> Any:
+        return self.call("GET", f"/jobs/{job_id}")
+
+    def list_jobs(self, state: str | None) -> Any:
+        return self.call("GET", "/jobs", params={"state": state} if state else {})
+
+    def front(self, job_id: int) -> Any:
+        return self.call("GET", f"/jobs/{job_id}/front")
+
+    def trials(self, job_id: int) -> Any:
+        return self.call("GET", f"/jobs/{job_id}/trials")
+
+    def cancel(self, job_id: int) -> Any:
+        return self.call("POST", f"/jobs/{job_id}/cancel")
+
+    def export(self, job_id: int, trial: int, out: str) -> Any:
+        return self.call("POST", f"/jobs/{job_id}/export", json={"trial": trial, "out": out})
+
+    def schedule(self, spec: dict[str, Any], cron: str, name: str) -> Any:
+        return self.call("POST", "/schedules", json={"spec": spec, "cron": cron, "name": name})
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class _Embedded:
+    def __init__(self, db: str, owner: str) -> None:
+        from prunetune.service.jobs import JobService
+
+        self.service = JobService(db)
+        self.db, self.owner = db, owner
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        from prunetune.store.db import ConflictError, NotFoundError
+
+        try:
+            return fn(*args)
+        except NotFoundError as err:
+            raise ClientError(str(err), 404, "id", err.key) from err
+        except ConflictError as err:
+            raise ClientError(str(err), 409, err.field, err.value, err.allowed) from err
+
+    def submit(self, spec: dict[str, Any]) -> Any:
+        return self.call(self.service.submit, spec, self.owner)
+
+    def get(self, job_id: int) -> Any:
+        return self.call(self.service.get, job_id)
+
+    def list_jobs(self, state: str | None) -> Any:
+        return self.call(self.service.list_jobs, state)
+
+    def front(self, job_id: int) -> Any:
+        return self.call(self.service.front, job_id)
+
+    def trials(self, job_id: int) -> Any:
+        return self.call(self.service.trials, job_id)
+
+    def cancel(self, job_id: int) -> Any:
+        return self.call(self.service.cancel, job_id)
+
+    def export(self, job_id: int, trial: int, out: str) -> Any:
+        return self.call(self.service.export, job_id, trial, out)
+
+    def schedule(self, spec: dict[str, Any], cron: str, name: str) -> Any:
+        return self.call(self.service.schedule, spec, cron, name, self.owner)
+
+    def run_here(self, job_id: int, on_progress: Callable[[int, int], None]) -> None:
+        from prunetune.service.worker import Worker
+
+        worker = Worker(self.db, migrate=False)
+        job = worker.store.claim(worker.id, worker.lease_s, job_id=job_id)
+        if job is not None:
+            worker.run_claimed(job, on_progress=on_progress)
+
+    def close(self) -> None:
+        pass
+
+
+class Client:
+    """Submit and follow search jobs on a prunetune service (or a database, embedded)."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 300.0) -> None:
+        self._backend: _Http | _Embedded = _Http(url, token, timeout)
+        self.url = url
+
+    @classmethod
+    def embedded(cls, db_url: str = "sqlite:///prunetune.db", owner: str = "local") -> Client:
+        """A client on the database itself (upgraded to the newest schema), no server."""
+        self = cls.__new__(cls)
+        self._backend = _Embedded(db_url, owner)
+        self.url = db_url
+        return self
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def submit(self, spec: Any) -> Job:
+        """Queue a job. ``spec``: a SearchSpec, a mapping or a YAML path.
+
+        Raises:
+            SpecError: the spec was rejected (``err.field`` names the field, e.g. ``spec.task.kind``).
+            AuthError: no or a bad token.
+        """
+        try:
+            return Job(self, int(self._backend.submit(_spec_payload(spec))["id"]))
+        except ClientError as err:
+            if err.status == 422 and err.field:
+                raise SpecError(err.field, err.value, err.allowed or str(err)) from None
+            raise
+
+    def job(self, job_id: int) -> Job:
+        return Job(self, job_id)
+
+    def get(self, job_id: int) -> JobStatus:
+        return JobStatus.of(self._backend.get(job_id))
+
+    def wait(self, job_id: int, progress: bool = False, poll_s: float = 0.5) -> JobStatus:
+        """Block until the job has finished (succeeded, failed or cancelled)."""
+        bar = _Bar(job_id) if progress else None
+        try:
+            status = self.get(job_id)
+            if isinstance(self._backend, _Embedded) and status.state == "queued":
+                self._backend.run_here(job_id, bar.update if bar else (lambda d, t: None))
+            while True:
+                status = self.get(job_id)
+                if bar:
+                    bar.update(status.trials_done, status.trials_total, status.state)
+                if status.finished:
+                    return status
+                time.sleep(poll_s)
+        finally:
+            if bar:
+                bar.close()
+
+    def pareto_front(self, job_id: int) -> list[FrontPoint]:
+        return [FrontPoint(**p) for p in self._backend.front(job_id)]
+
+    def trials(self, job_id: int) -> list[dict[str, Any]]:
+        return list(self._backend.trials(job_id))
+
+    def cancel(self, job_id: int) -> JobStatus:
+        return JobStatus.of(self._backend.cancel(job_id))
+
+    def export(self, job_id: int, trial: int, out: str | Path) -> dict[str, Any]:
+        """Write a completed trial's pruned model to ``out`` (a folder where the service runs)."""
+        return dict(self._backend.export(job_id, trial, str(out)))
+
+    def schedule(self, spec: Any, cron: str, name: str) -> dict[str, Any]:
+        """Register a recurring search (the ``prunetune scheduler`` process enqueues it)."""
+        return dict(self._backend.schedule(_spec_payload(spec), cron, name))
+
+    # Last in the class: below this line `list` would name the method, not the builtin.
+    def list(self, state: str | None = None) -> list[JobStatus]:
+        """Jobs, newest first (``state``: queued, running, succeeded, failed, cancelled)."""
+        return [JobStatus.of(d) for d in self._backend.list_jobs(state)]
+
+
+class _Bar:
+    """A rich progress bar on stderr."""
+
+    def __init__(self, job_id: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(TextColumn(f"job {job_id}" + " {task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
+        self.progress.start()
+        self.task = self.progress.add_task("", total=None)
+
+    def update(self, done: int, total: int, state: str = "running") -> None:
+        self.progress.update(self.task, completed=done, total=total or None, description=state)
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,172 @@
+"""What the API and the embedded client do, as plain JSON-ready dicts.
+
+The FastAPI routes (``service/app.py``) and ``Client.embedded`` both call
+:class:`JobService`, so the two transports return the same data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState as OptunaState
+
+from prunetune.errors import SpecError
+from prunetune.search.pareto import non_dominated
+from prunetune.spec import SearchSpec
+from prunetune.store.db import ConflictError, upgrade
+from prunetune.store.jobs import JobInfo, JobStore
+from prunetune.store.models import JobState
+from prunetune.store.studies import SIZE_NAME, open_storage
+
+
+def parse_spec(data: Any) -> SearchSpec:
+    """Validate a submitted spec; errors name the field as ``spec.<path>``."""
+    if isinstance(data, SearchSpec):
+        return data
+    try:
+        return SearchSpec.from_dict(data)
+    except SpecError as err:
+        raise SpecError(f"spec.{err.field}" if err.field != "<root>" else "spec", err.value, err.allowed) from None
+
+
+def _finite(x: Any) -> Any:
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+class JobService:
+    def __init__(self, db: str, *, migrate: bool = True) -> None:
+        if migrate:
+            upgrade(db)
+        self.db = db
+        self.jobs = JobStore(db)
+        self._storage: optuna.storages.RDBStorage | None = None
+
+    @property
+    def storage(self) -> optuna.storages.RDBStorage:
+        if self._storage is None:
+            self._storage = open_storage(self.db)
+        return self._storage
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def submit(self, spec_data: Any, owner: str = "local") -> dict[str, Any]:
+        spec = parse_spec(spec_data)
+        info = self.jobs.submit(spec.to_dict(), name=spec.name, trials=spec.budget.trials, owner=owner)
+        return info.to_json()
+
+    def get(self, job_id: int) -> dict[str, Any]:
+        info = self.jobs.get(job_id)
+        out = info.to_json()
+        out["progress"] = {"done": info.trials_done, "total": info.trials_total}
+        out["best"] = (None if info.best_trial is None
+                       else {"trial": info.best_trial, "quality": info.best_quality})
+        return out
+
+    def list_jobs(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        st = None
+        if state is not None:
+            try:
+                st = JobState(state)
+            except ValueError:
+                raise ConflictError("state", state, f"allowed: {', '.join(s.value for s in JobState)}") from None
+        return [i.to_json(with_spec=False) for i in self.jobs.list_jobs(state=st, limit=limit)]
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self.jobs.request_cancel(job_id).to_json(with_spec=False)
+
+    # -- trials ------------------------------------------------------------------------
+
+    def _study(self, info: JobInfo) -> optuna.Study | None:
+        try:
+            return optuna.load_study(study_name=info.study_name, storage=self.storage)
+        except KeyError:
+            return None
+
+    def trials(self, job_id: int) -> list[dict[str, Any]]:
+        """Every trial of the job in number order, stale ones (left RUNNING by a dead
+        runner, failed on resume) included and flagged."""
+        study = self._study(self.jobs.get(job_id))
+        if study is None:
+            return []
+        out = []
+        for t in study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            out.append({
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "stale": bool(attrs.get("stale", False)),
+                "quality": _finite(t.values[0]) if t.values else None,
+                "nonzero_params": _finite(t.values[1]) if t.values and len(t.values) > 1 else attrs.get(SIZE_NAME),
+                "sparsity": attrs.get("sparsity"),
+                "origin": attrs.get("origin"),
+                "fidelity": attrs.get("fidelity_level", 1.0),
+                "error": attrs.get("fail_reason"),
+                "started_at": t.datetime_start.isoformat() if t.datetime_start else None,
+                "completed_at": t.datetime_complete.isoformat() if t.datetime_complete else None,
+                "allocation": dict(t.params),
+            })
+        return out
+
+    def front(self, job_id: int) -> list[dict[str, Any]]:
+        """Pareto front (quality up, nonzero parameters down) of full-fidelity completed
+        trials; in budget mode the best trial. REPORT-split scores where computed."""
+        study = self._study(self.jobs.get(job_id))
+        if study is None:
+            return []
+        ok = [t for t in study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
+              if t.values and math.isfinite(t.values[0]) and float(t.user_attrs.get("fidelity_level", 1.0)) == 1.0]
+        if not ok:
+            return []
+        if len(study.directions) == 2:
+            chosen = [ok[i] for i in non_dominated([(t.values[0], t.values[1]) for t in ok])]
+        else:
+            chosen = [max(ok, key=lambda t: (t.values[0], -t.number))]
+        reports = study.user_attrs.get("report", {})
+        names = study.metric_names or ["quality"]
+        return [{
+            "trial": t.number,
+            "quality": t.values[0],
+            "quality_name": names[0],
+            "nonzero_params": t.values[1] if len(t.values) > 1 else t.user_attrs.get(SIZE_NAME),
+            "sparsity": t.user_attrs.get("sparsity"),
+            "metrics": {k: v for k, v in t.user_attrs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            "report": reports.get(str(t.number), {}),
+            "allocation": dict(t.params),
+        } for t in chosen]
+
+    def export(self, job_id: int, trial: int, out: str) -> dict[str, Any]:
+        """Write trial ``trial`` of the job as a pruned model under ``out``."""
+        from prunetune.service.export import export_trial
+
+        info = self.jobs.get(job_id)
+        study = self._study(info)
+        complete = {t.number: t for t in (study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
+                                          if study is not None else [])}
+        if trial not in complete:
+            allowed = sorted(complete)
+            shown = ", ".join(map(str, allowed[:20])) + (" ..." if len(allowed) > 20 else "")
+            raise ConflictError("trial", trial, f"export a completed trial of job {job_id}: {shown or 'none yet'}")
+        t = complete[trial]
+        spec = SearchSpec.from_dict(info.spec)
+        written = export_trial(spec, dict(t.params), out,
+                               {"job": job_id, "trial": trial, "study": info.study_name,
+                                "sparsity": t.user_attrs.get("sparsity")})
+        row = self.jobs.add_artifact(job_id, trial, written["path"],
+                                     sparsity=t.user_attrs.get("sparsity"), nbytes=written["nbytes"])
+        return {**row, "format": written["format"]}
+
+    def schedule(self, spec_data: Any, cron: str, name: str, owner: str = "local") -> dict[str, Any]:
+        spec = parse_spec(spec_data)
+        _check_cron(cron)
+        return self.jobs.add_schedule(name=name, cron=cron, spec=spec.to_dict(), owner=owner)
+
+
+def _check_cron(cron: str) -> None:
+    try:
+        from croniter import croniter
+    except ImportError:  # pragma: no cover - croniter is a dependency
+        return
+    if not croniter.is_valid(cron):
+        raise SpecError("cron", cron, "a 5-field cron expression, e.g. '0 2 * * *'")

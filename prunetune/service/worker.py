@@ -1,0 +1,169 @@
+"""The job runner (``prunetune worker``): claim a job, heartbeat, run it, close it.
+
+A runner claims the oldest queued job, or a running one whose lease expired because its
+runner died, and runs it with :func:`prunetune.runner.run_job` on the job's own study
+(``job-<id>``). Resuming is the recorder's and controller's work: completed trials are
+kept and never re-run, trials the dead runner left RUNNING are failed as stale and their
+candidates asked again, and the strategy is restored from the stored trials.
+
+While it runs a job, a heartbeat thread renews the lease every ``lease_s / 3`` seconds
+and reads the job's cancel flag; the controller's ``should_stop`` reads what the
+heartbeat learned, so a cancel (or a lost lease) stops the job after the evaluations in
+flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from prunetune.errors import PrunetuneError
+from prunetune.store.db import StoreError, upgrade
+from prunetune.store.jobs import DEFAULT_LEASE_S, JobInfo, JobStore
+from prunetune.store.models import JobState
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Heartbeat:
+    """Renews a job's lease in a thread and remembers whether to stop."""
+
+    def __init__(self, store: JobStore, job_id: int, worker: str, lease_s: float) -> None:
+        self.store, self.job_id, self.worker, self.lease_s = store, job_id, worker, lease_s
+        self.cancelled = False
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-job-{job_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def beat(self) -> None:
+        try:
+            beat = self.store.heartbeat(self.job_id, self.worker, self.lease_s)
+        except StoreError as err:  # a transient outage: keep trying until the lease says otherwise
+            log.warning("heartbeat of job %d failed: %s", self.job_id, err)
+            return
+        self.lost = self.lost or not beat.held
+        self.cancelled = self.cancelled or beat.cancel_requested
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            self.beat()
+
+    def should_stop(self) -> bool:
+        return self.cancelled or self.lost
+
+
+class Worker:
+    """Claims and runs jobs from one database until stopped."""
+
+    def __init__(
+        self,
+        db: str,
+        *,
+        ray_address: str | None = None,
+        workers: int | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        poll_s: float = 1.0,
+        worker_id: str | None = None,
+        migrate: bool = True,
+    ) -> None:
+        if lease_s <= 0 or poll_s <= 0:
+            raise ValueError(f"lease_s and poll_s must be > 0; got {lease_s} and {poll_s}")
+        if migrate:
+            upgrade(db)
+        self.db = db
+        self.store = JobStore(db)
+        self.ray_address = ray_address
+        self.workers = workers
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.id = worker_id or default_worker_id()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Stop claiming; the job in hand runs to its end."""
+        self._stop.set()
+
+    def run_forever(self, max_jobs: int | None = None) -> int:
+        """Claim and run jobs until ``stop()`` (or ``max_jobs`` jobs ran). Returns the count."""
+        ran = 0
+        while not self._stop.is_set() and (max_jobs is None or ran < max_jobs):
+            try:
+                job = self.store.claim(self.id, self.lease_s)
+            except StoreError as err:
+                log.warning("claim failed, retrying: %s", err)
+                job = None
+            if job is None:
+                self._stop.wait(self.poll_s)
+                continue
+            self.run_claimed(job)
+            ran += 1
+        return ran
+
+    def run_one(self, job_id: int) -> JobState | None:
+        """Claim this job (if claimable) and run it here; None when someone else has it."""
+        job = self.store.claim(self.id, self.lease_s, job_id=job_id)
+        return None if job is None else self.run_claimed(job)
+
+    def run_claimed(self, job: JobInfo, on_progress: Callable[[int, int], None] | None = None) -> JobState:
+        """Run a job this runner holds; returns the state it was closed with."""
+        from prunetune.runner import run_job
+        from prunetune.spec import SearchSpec
+
+        log.info("runner %s: job %d (%s), attempt %d", self.id, job.id, job.name, job.attempts)
+        best: list[tuple[int, float]] = (
+            [] if job.best_trial is None or job.best_quality is None else [(job.best_trial, job.best_quality)]
+        )
+
+        def progress(done: int, total: int, result: Any) -> None:
+            improved = None
+            if result is not None and result.ok and result.candidate.fidelity == 1.0 and (
+                not best or result.quality > best[-1][1]
+            ):
+                best.append((result.number, float(result.quality)))
+                improved = best[-1]
+            try:
+                self.store.progress(job.id, self.id, done, total, improved)
+            except StoreError as err:  # progress is advisory; the trials are in the study
+                log.warning("progress of job %d not recorded: %s", job.id, err)
+            if on_progress is not None:
+                on_progress(done, total)
+
+        with Heartbeat(self.store, job.id, self.id, self.lease_s) as hb:
+            hb.beat()
+            error: str | None = None
+            try:
+                spec = SearchSpec.from_dict(job.spec)
+                if not hb.should_stop():
+                    run_job(spec, db=self.db, study_name=job.study_name, workers=self.workers,
+                            ray_address=self.ray_address, on_progress=progress, should_stop=hb.should_stop)
+            except PrunetuneError as err:
+                error = str(err)
+            except Exception as err:
+                log.exception("job %d failed", job.id)
+                error = f"{type(err).__name__}: {err}"
+        if hb.lost:
+            log.warning("runner %s lost the lease of job %d; another runner resumes it", self.id, job.id)
+            return JobState.RUNNING
+        state = JobState.FAILED if error else JobState.CANCELLED if hb.cancelled else JobState.SUCCEEDED
+        if not self.store.finish(job.id, self.id, state, error=error):
+            log.warning("job %d changed hands before it could be closed as %s", job.id, state.value)
+        log.info("runner %s: job %d %s", self.id, job.id, state.value)
+        return state
+
