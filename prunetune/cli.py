@@ -93,6 +93,16 @@ def run(
     )
 
 
+def _register_service_commands() -> None:
+    # serve, worker, token create, submit, status, front, cancel, export
+    from prunetune.service.commands import register
+
+    register(app)
+
+
+_register_service_commands()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -1,0 +1,182 @@
+"""The service's commands of ``prunetune``: serve, worker, token create, and the client
+side (submit, status, front, cancel, export, schedule). ``prunetune/cli.py`` registers them.
+
+Client-side commands talk to ``--url`` (with ``--token``, or ``PRUNETUNE_URL`` and
+``PRUNETUNE_TOKEN`` from the environment) or, without a URL, to the database ``--db``
+directly. Tokens are read from the option or the environment and never printed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from prunetune.errors import PrunetuneError
+
+DEFAULT_DB = "sqlite:///prunetune.db"
+
+Url = Annotated[str | None, typer.Option(envvar="PRUNETUNE_URL", help="service URL; without it, --db is used directly")]
+Token = Annotated[str | None, typer.Option(envvar="PRUNETUNE_TOKEN", help="API token (or PRUNETUNE_TOKEN)", show_default=False)]
+Db = Annotated[str, typer.Option(envvar="PRUNETUNE_DB", help="SQLAlchemy URL of the job database")]
+JobId = Annotated[int, typer.Argument(metavar="JOB", help="job id")]
+
+
+def _fail(message: str) -> None:
+    from prunetune.cli import fail
+
+    fail(message)
+
+
+def _client(url: str | None, token: str | None, db: str) -> Any:
+    from prunetune.client import Client
+
+    return Client(url, token=token) if url else Client.embedded(db)
+
+
+def _print_json(data: Any) -> None:
+    import json
+
+    from prunetune.cli import console
+
+    console.print_json(json.dumps(data, default=str))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands to the ``prunetune`` app."""
+    token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+    app.add_typer(token_app, name="token")
+
+    @token_app.command("create")
+    def token_create(
+        db: Db = DEFAULT_DB,
+        owner: Annotated[str, typer.Option(help="who the token belongs to (jobs are recorded with it)")] = "local",
+    ) -> None:
+        """Create an API token; it is printed once, alone on the last line."""
+        from prunetune.store.db import upgrade
+        from prunetune.store.tokens import create_token
+
+        try:
+            upgrade(db)
+            token = create_token(db, owner)
+        except PrunetuneError as err:
+            _fail(str(err))
+        typer.echo(f"token for {owner!r} (stored hashed; shown only now):", err=True)
+        typer.echo(token)
+
+    @app.command()
+    def serve(
+        db: Db = DEFAULT_DB,
+        host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    ) -> None:
+        """The HTTP API (jobs, trials, fronts, exports); upgrades the database first."""
+        import uvicorn
+
+        from prunetune.service.app import create_app
+
+        try:
+            api = create_app(db)
+        except PrunetuneError as err:
+            _fail(str(err))
+        uvicorn.run(api, host=host, port=port, log_level="warning")
+
+    @app.command()
+    def worker(
+        db: Db = DEFAULT_DB,
+        ray_address: Annotated[str | None, typer.Option(help="run evaluations on this Ray cluster")] = None,
+        workers: Annotated[int | None, typer.Option(help="Ray workers per job (default: the spec's)")] = None,
+        lease: Annotated[float, typer.Option(help="seconds a job stays ours without a heartbeat")] = 30.0,
+        poll: Annotated[float, typer.Option(help="seconds between looks for a queued job")] = 1.0,
+        max_jobs: Annotated[int | None, typer.Option(help="exit after this many jobs")] = None,
+    ) -> None:
+        """A job runner: claims queued jobs (or ones whose runner died) and runs them."""
+        import signal
+
+        from prunetune.service.worker import Worker
+
+        logging.getLogger("prunetune").setLevel(logging.INFO)
+        try:
+            runner = Worker(db, ray_address=ray_address, workers=workers, lease_s=lease, poll_s=poll)
+        except (PrunetuneError, ValueError) as err:
+            _fail(str(err))
+        # SIGTERM: finish the job in hand, then exit (SIGKILL leaves it to the lease).
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        typer.echo(f"worker {runner.id} polling {runner.store.engine.url!r}", err=True)
+        runner.run_forever(max_jobs=max_jobs)
+
+    @app.command()
+    def submit(
+        spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="job spec")],
+        url: Url = None, token: Token = None, db: Db = DEFAULT_DB,
+        wait: Annotated[bool, typer.Option(help="wait for the job with a progress bar")] = False,
+    ) -> None:
+        """Queue a job; prints its id alone on the last line."""
+        try:
+            job = _client(url, token, db).submit(spec_path)
+            if wait:
+                status = job.wait(progress=True)
+                typer.echo(f"job {job.id}: {status.state}", err=True)
+        except PrunetuneError as err:
+            _fail(str(err))
+        typer.echo(str(job.id))
+
+    @app.command()
+    def status(job: JobId, url: Url = None, token: Token = None, db: Db = DEFAULT_DB) -> None:
+        """A job's state, progress and best trial so far."""
+        try:
+            st = _client(url, token, db).get(job)
+        except PrunetuneError as err:
+            _fail(str(err))
+        _print_json({k: v for k, v in st.raw.items() if k != "spec"})
+
+    @app.command()
+    def front(job: JobId, url: Url = None, token: Token = None, db: Db = DEFAULT_DB) -> None:
+        """A job's Pareto front (quality against nonzero parameters)."""
+        from rich.table import Table
+
+        from prunetune.cli import console
+
+        try:
+            points = _client(url, token, db).pareto_front(job)
+        except PrunetuneError as err:
+            _fail(str(err))
+        if not points:
+            console.print("no completed trial yet: empty front")
+            return
+        table = Table(title=f"job {job}: Pareto front")
+        for col in ("trial", "sparsity", "nonzero_params", f"search {points[0].quality_name}",
+                    f"report {points[0].quality_name}"):
+            table.add_column(col, justify="right")
+        for p in points:
+            rep = p.report.get(p.quality_name)
+            table.add_row(str(p.trial), f"{p.sparsity:.4f}" if p.sparsity is not None else "",
+                          f"{p.nonzero_params:.0f}" if p.nonzero_params is not None else "",
+                          f"{p.quality:.4f}", f"{rep:.4f}" if isinstance(rep, float) else "")
+        console.print(table)
+
+    @app.command()
+    def cancel(job: JobId, url: Url = None, token: Token = None, db: Db = DEFAULT_DB) -> None:
+        """Cancel a job: a queued one at once, a running one after its evaluations in flight."""
+        try:
+            st = _client(url, token, db).cancel(job)
+        except PrunetuneError as err:
+            _fail(str(err))
+        typer.echo(f"job {job}: {st.state}" + (" (cancel requested)" if st.state == "running" else ""))
+
+    @app.command()
+    def export(
+        job: JobId,
+        trial: Annotated[int, typer.Option(help="trial number (see `prunetune front JOB`)")],
+        out: Annotated[Path, typer.Option(help="folder to write the pruned model to")],
+        url: Url = None, token: Token = None, db: Db = DEFAULT_DB,
+    ) -> None:
+        """Write one trial's pruned model."""
+        try:
+            written = _client(url, token, db).export(job, trial, out.resolve() if not url else out)
+        except PrunetuneError as err:
+            _fail(str(err))
+        typer.echo(f"exported job {job} trial {trial} ({written['format']}, {written['nbytes']} bytes) to")
+        typer.echo(written["path"])
