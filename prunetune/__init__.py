@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from prunetune.client import Client
     from prunetune.spec import SearchSpec
 
-__all__ = ["SearchSpec", "__version__"]
+__all__ = ["Client", "SearchSpec", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from prunetune.spec import SearchSpec
 
         return SearchSpec
+    if name == "Client":
+        from prunetune.client import Client
+
+        return Client
     raise AttributeError(f"module 'prunetune' has no attribute {name!r}")
