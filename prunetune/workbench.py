@@ -102,5 +102,5 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
     task.prepare(loaded.model)
     timings["dense_reference"] = time.perf_counter() - t
     pruner = Pruner(loaded.model, layers, scores, groups=spec.space.groups)
-    evaluator = Evaluator(loaded.model, task, pruner, space)
+    evaluator = Evaluator(loaded.model, task, pruner, space, spec=spec)
     return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from prunetune.errors import SpecError
 
@@ -36,6 +40,56 @@ def pydoc_chunks(min_words: int = 8, max_words: int = 60) -> list[str]:
                     seen.add(text)
                     chunks.append(text)
     return chunks
+
+
+def _chunk_text(text: str, min_words: int, max_words: int) -> list[str]:
+    seen: set[str] = set()
+    chunks: list[str] = []
+    for para in re.split(r"\n\s*\n", text):
+        words = para.split()
+        for i in range(0, len(words), max_words):
+            piece = words[i : i + max_words]
+            if len(piece) >= min_words:
+                joined = " ".join(piece)
+                if joined not in seen:
+                    seen.add(joined)
+                    chunks.append(joined)
+    return chunks
+
+
+def text_chunks(data: str, kind: str) -> list[str]:
+    """Text examples for ``task.data``: "pydoc" or a local ``.txt`` file (paragraphs,
+    cut as ``pydoc_chunks`` cuts them).
+
+    Raises:
+        SpecError: on ``task.data`` when it is neither.
+    """
+    if data == "pydoc":
+        return pydoc_chunks()
+    path = Path(data).expanduser()
+    if path.suffix == ".txt" and path.is_file():
+        return _chunk_text(path.read_text(encoding="utf-8"), 8, 60)
+    raise SpecError("task.data", data, f"the {kind} task reads 'pydoc' or a local .txt file")
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+    """Rows of a local ``.csv`` (header row) or ``.jsonl`` (one JSON object a line) file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SpecError("task.data", path, "no such file; give a local .csv or .jsonl file")
+    if p.suffix == ".csv":
+        with p.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    if p.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise SpecError("task.data", f"{path}:{n}", f"not valid JSON ({err})") from None
+        return rows
+    raise SpecError("task.data", path, "allowed file types: .csv, .jsonl")
 
 
 def digest(items: Sequence[object]) -> str:

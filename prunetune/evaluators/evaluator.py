@@ -1,45 +1,89 @@
-"""One candidate in, metrics out: apply masks, score, restore."""
+"""One candidate in, metrics out: apply masks, recover (optional), score, measure, restore."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 from prunetune.errors import EvaluationError
+from prunetune.evaluators.fidelity import check_fraction
+from prunetune.evaluators.size import SizeMeter, measure_latency
 from prunetune.evaluators.tasks import Split, Task
 from prunetune.pruning.masks import Pruner
 from prunetune.spaces.space import SearchSpace
+
+if TYPE_CHECKING:
+    from prunetune.evaluators.recovery import Recovery
+    from prunetune.spec import SearchSpec
 
 
 class Evaluator:
     """Scores allocations on a live model.
 
     ``evaluate`` returns the task's metrics plus ``nonzero_params`` (whole model),
-    ``sparsity`` (overall, over prunable layers) and ``eval_seconds``. The model's dense
-    weights are restored afterwards, also when the task raises.
+    ``sparsity`` (overall, over prunable layers), ``fidelity_level`` (fraction of the
+    split scored), the size and FLOPs metrics of :mod:`prunetune.evaluators.size`,
+    ``latency_seconds`` when ``task.latency_repeats`` > 0, recovery metrics when
+    ``recovery.steps`` > 0, and ``eval_seconds``. Every weight is restored afterwards,
+    also when the task raises.
+
+    Raises:
+        EvaluationError: when the quality metric is missing, NaN or infinite.
     """
 
-    def __init__(self, model: nn.Module, task: Task, pruner: Pruner, space: SearchSpace) -> None:
+    def __init__(
+        self, model: nn.Module, task: Task, pruner: Pruner, space: SearchSpace,
+        spec: SearchSpec | None = None,
+    ) -> None:
         self.model = model
         self.task = task
         self.pruner = pruner
         self.space = space
+        self.size = SizeMeter(model, space.layers)
+        self.latency_repeats = spec.task.latency_repeats if spec is not None else 0
+        self.recovery: Recovery | None = None
+        if spec is not None and spec.recovery.steps > 0:
+            from prunetune.evaluators.recovery import Recovery
+
+            self.recovery = Recovery(model, task, space.layers, spec.recovery, seed=spec.seed)
 
     def evaluate(
         self, sparsities: Sequence[float], split: Split = "search", fidelity: float = 1.0
     ) -> dict[str, float]:
         """Metrics of ``sparsities`` on ``split``; ``fidelity`` is the fraction of the split."""
         start = time.perf_counter()
+        check_fraction(fidelity)
+        if self.recovery is not None:
+            self.recovery.prepare()  # dense outputs, once, before anything is pruned
+        extra: dict[str, float] = {}
         with self.pruner.applied(sparsities):
-            metrics = self.task.score(self.model, split, fidelity)
+            try:
+                if self.recovery is not None:
+                    extra.update(self.recovery.run())
+                metrics = self.task.score(self.model, split, fidelity)
+                extra.update(self.size.measure())
+                if self.latency_repeats:
+                    extra["latency_seconds"] = self._latency()
+            finally:
+                if self.recovery is not None:
+                    self.recovery.restore()
         quality = metrics.get(self.task.quality_name)
         if quality is None or not math.isfinite(quality):
             raise EvaluationError(f"task returned {self.task.quality_name}={quality!r}")
+        metrics.update(extra)
         metrics["nonzero_params"] = float(self.space.nonzero_params(sparsities))
         metrics["sparsity"] = self.space.overall_sparsity(sparsities)
         metrics["fidelity_level"] = fidelity
         metrics["eval_seconds"] = time.perf_counter() - start
         return metrics
+
+    def _latency(self) -> float:
+        batch = self.task.calibration_batches()[0]
+        device = next(self.model.parameters()).device
+        return measure_latency(lambda: self.task.forward(self.model, batch), self.latency_repeats,
+                               torch.device(device))

@@ -64,12 +64,31 @@ def minilm_path() -> str:
 
 
 def load_hf_directory(path: str, name: str | None = None) -> LoadedModel:
-    """Load an encoder (``AutoModel``) and its tokenizer from a local directory."""
+    """Load a model and its tokenizer (None when the directory has none) from a local
+    directory. ``config.architectures`` picks the class: ``*ForCausalLM`` and
+    ``*ForSequenceClassification`` load with their heads, anything else as an encoder
+    (``AutoModel``)."""
     _quiet_transformers()
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
-    model = AutoModel.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    arch = " ".join(getattr(config, "architectures", None) or [])
+    auto: Any = AutoModel
+    if arch.endswith("ForCausalLM") or "ForCausalLM " in arch:
+        auto = AutoModelForCausalLM
+    elif "ForSequenceClassification" in arch:
+        auto = AutoModelForSequenceClassification
+    model = auto.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError, TypeError):
+        tokenizer = None  # e.g. a byte-level model: the causal-lm task falls back to bytes
     model.eval()
     return LoadedModel(model=model, name=name or os.path.basename(path.rstrip("/")), tokenizer=tokenizer)
 

@@ -1,8 +1,11 @@
 """Tasks: how a model is run on a split and scored.
 
 A task owns its data (tokenised once, in length-sorted batches), the dense model's
-reference outputs (computed once), and a ``score(model, split)`` that returns metrics
-with the quality metric under ``task.quality_name`` (higher is better).
+reference outputs (computed once), and a ``score(model, split, fraction)`` that returns
+metrics with the quality metric under ``task.quality_name`` (higher is better).
+
+The embedding task lives here; classification, causal-lm and callable tasks have their
+own modules (``build_task`` picks one from the spec).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunetune.errors import SpecError
-from prunetune.evaluators.data import Splits, digest, pydoc_chunks, split_text
+from prunetune.evaluators.data import Splits, digest, split_text, text_chunks
+from prunetune.evaluators.fidelity import check_fraction, subset_indices
 from prunetune.evaluators.sources import LoadedModel
 from prunetune.spec import TaskSpec
 
 Split = Literal["calibration", "search", "report"]
+SPLITS: tuple[Split, ...] = ("calibration", "search", "report")
 
 
 class Task(ABC):
@@ -42,7 +47,8 @@ class Task(ABC):
 
     @abstractmethod
     def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
-        """Metrics on ``split``; ``fraction`` < 1 scores a fixed subset (multi-fidelity)."""
+        """Metrics on ``split``; ``fraction`` < 1 scores a fixed, representative subset
+        of it (see ``prunetune.evaluators.fidelity``)."""
 
     @abstractmethod
     def dense_reference(self) -> dict[str, float]:
@@ -51,11 +57,66 @@ class Task(ABC):
     @abstractmethod
     def data_hashes(self) -> dict[str, str]: ...
 
+    # -- training: recovery fine-tuning and gradient criteria --------------------------
 
-def _batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int) -> list[dict[str, torch.Tensor]]:
-    """Tokenise once; sort by length so each batch pads little (a pass costs half)."""
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The task's own training loss on a batch (differentiable, scalar)."""
+        raise NotImplementedError(
+            f"task {type(self).__name__} has no supervised loss; use recovery.distill: true"
+        )
+
+    def train_batches(self, batch_size: int) -> Sequence[Any]:
+        """Calibration-split batches of ``batch_size`` examples, for recovery."""
+        return self.calibration_batches()
+
+    def distill_kind(self, requested: str) -> str:
+        """The distillation loss ``requested`` resolves to ("auto" picks the task's)."""
+        return "kl" if requested == "auto" else requested
+
+    def distill_target(self, model: nn.Module, batch: Any, kind: str) -> Any:
+        """What the dense model produces on ``batch`` that a student is trained toward."""
+        return self.forward(model, batch).detach().float()
+
+    def distill_loss(self, model: nn.Module, batch: Any, target: Any, kind: str, temperature: float) -> torch.Tensor:
+        """Distance from the student's outputs on ``batch`` to the dense ``target``."""
+        out = self.forward(model, batch).float()
+        if kind == "kl":
+            return kl_to_teacher(out, target, self.token_mask(batch), temperature)
+        if kind == "mse":
+            return masked_mse(out, target, self.token_mask(batch))
+        raise SpecError("recovery.distill_loss", kind, f"{type(self).__name__} allows: auto, kl, mse")
+
+
+def kl_to_teacher(
+    student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None, temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean over real positions of KL(teacher ‖ student) on softened logits, times T²
+    (so gradients keep their scale across temperatures)."""
+    t = temperature
+    s_logp = F.log_softmax(student / t, dim=-1)
+    t_logp = F.log_softmax(teacher / t, dim=-1)
+    kl = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
+    if mask is not None:
+        kl = kl[mask]
+    return kl.mean() * t * t
+
+
+def masked_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is not None:
+        student, teacher = student[mask], teacher[mask]
+    return F.mse_loss(student, teacher)
+
+
+def text_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: int,
+                 index: Sequence[int] | None = None) -> list[dict[str, torch.Tensor]]:
+    """Tokenise once; sort by length so each batch pads little (a pass costs half).
+
+    Each batch carries ``index``: the position of its rows in ``texts`` (or the entries
+    of ``index`` when given, so a subset's rows point into the whole split).
+    """
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     ids = enc["input_ids"]
+    where = list(range(len(ids))) if index is None else list(index)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     batches = []
     for start in range(0, len(order), batch_size):
@@ -66,13 +127,13 @@ def _batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_length: 
         for row, i in enumerate(idx):
             input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
             mask[row, : len(ids[i])] = 1
-        batches.append({"input_ids": input_ids, "attention_mask": mask, "index": torch.tensor(idx)})
+        batches.append({"input_ids": input_ids, "attention_mask": mask,
+                        "index": torch.tensor([where[i] for i in idx])})
     return batches
 
 
-def _full_only(fraction: float) -> None:
-    if fraction != 1.0:
-        raise ValueError(f"this task scores whole splits only; got fraction {fraction}")
+# Kept for callers of the foundation's name.
+_batches = text_batches
 
 
 class EmbeddingTask(Task):
@@ -88,26 +149,41 @@ class EmbeddingTask(Task):
     def __init__(self, loaded: LoadedModel, spec: TaskSpec) -> None:
         if loaded.tokenizer is None:
             raise SpecError("task.kind", "embedding", "needs a text model with a tokenizer")
-        if spec.data != "pydoc":
-            raise SpecError("task.data", spec.data, "the embedding task reads 'pydoc' text")
-        self.splits: Splits = split_text(pydoc_chunks(), spec.calibration, spec.search, spec.report)
-        tok, bs, ml = loaded.tokenizer, spec.batch_size, spec.max_length
-        self._batches = {
-            "calibration": _batches(tok, self.splits.calibration, bs, ml),
-            "search": _batches(tok, self.splits.search, bs, ml),
-            "report": _batches(tok, self.splits.report, bs, ml),
+        self.splits: Splits = split_text(text_chunks(spec.data, "embedding"),
+                                         spec.calibration, spec.search, spec.report)
+        self._tok, self._bs, self._ml = loaded.tokenizer, spec.batch_size, spec.max_length
+        self._batches: dict[str, list[dict[str, torch.Tensor]]] = {
+            s: text_batches(self._tok, getattr(self.splits, s), self._bs, self._ml) for s in SPLITS
         }
+        self._subsets: dict[tuple[str, float], list[dict[str, torch.Tensor]]] = {}
+        self._train: dict[int, list[dict[str, torch.Tensor]]] = {}
         pairs = [t.split() for t in self.splits.report if len(t.split()) >= self.min_pair_words]
         self.pair_count = len(pairs)
         self._halves = (
-            _batches(tok, [" ".join(w[: len(w) // 2]) for w in pairs], bs, ml),
-            _batches(tok, [" ".join(w[len(w) // 2 :]) for w in pairs], bs, ml),
+            text_batches(self._tok, [" ".join(w[: len(w) // 2]) for w in pairs], self._bs, self._ml),
+            text_batches(self._tok, [" ".join(w[len(w) // 2 :]) for w in pairs], self._bs, self._ml),
         )
         self._dense: dict[str, torch.Tensor] = {}
         self._dense_metrics: dict[str, float] = {}
 
     def calibration_batches(self) -> Sequence[Any]:
         return self._batches["calibration"]
+
+    def train_batches(self, batch_size: int) -> Sequence[Any]:
+        if batch_size not in self._train:
+            self._train[batch_size] = text_batches(self._tok, self.splits.calibration, batch_size, self._ml)
+        return self._train[batch_size]
+
+    def split_batches(self, split: Split, fraction: float = 1.0) -> list[dict[str, torch.Tensor]]:
+        """The batches scored for ``split`` at ``fraction`` (a fixed subset when < 1)."""
+        if check_fraction(fraction) == 1.0:
+            return self._batches[split]
+        key = (split, fraction)
+        if key not in self._subsets:
+            texts: list[str] = getattr(self.splits, split)
+            idx = subset_indices([len(t.split()) for t in texts], fraction)
+            self._subsets[key] = text_batches(self._tok, [texts[i] for i in idx], self._bs, self._ml, idx)
+        return self._subsets[key]
 
     def forward(self, model: nn.Module, batch: Any) -> torch.Tensor:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -116,37 +192,41 @@ class EmbeddingTask(Task):
     def token_mask(self, batch: Any) -> torch.Tensor:
         return batch["attention_mask"].bool()
 
-    def _embed(self, model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
-        n = sum(len(b["index"]) for b in batches)
-        out: torch.Tensor | None = None
+    def _pool(self, hidden: torch.Tensor, batch: Any) -> torch.Tensor:
+        m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
+
+    def _embed(self, model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings of every row of ``batches`` and the split positions they belong to."""
+        embs, idx = [], []
         with torch.inference_mode():
             for b in batches:
-                hidden = self.forward(model, b).float()
-                m = b["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                emb = F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
-                if out is None:
-                    out = torch.empty(n, emb.shape[-1])
-                out[b["index"]] = emb.cpu()
-        assert out is not None
+                embs.append(self._pool(self.forward(model, b).float(), b).cpu())
+                idx.append(b["index"])
+        return torch.cat(embs), torch.cat(idx)
+
+    def _embed_split(self, model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor:
+        emb, idx = self._embed(model, batches)
+        out = torch.empty_like(emb)
+        out[idx] = emb
         return out
 
     def _retrieval(self, model: nn.Module) -> float:
         if self.pair_count == 0:
             return float("nan")
-        a, b = self._embed(model, self._halves[0]), self._embed(model, self._halves[1])
+        a, b = self._embed_split(model, self._halves[0]), self._embed_split(model, self._halves[1])
         hits = (a @ b.T).argmax(dim=1) == torch.arange(len(a))
         return float(hits.float().mean())
 
     def prepare(self, model: nn.Module) -> None:
         for split in ("search", "report"):
-            self._dense[split] = self._embed(model, self._batches[split])
+            self._dense[split] = self._embed_split(model, self._batches[split])
         self._dense_metrics = {"fidelity": 1.0, "retrieval_at_1": self._retrieval(model)}
 
     def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
-        _full_only(fraction)
-        emb = self._embed(model, self._batches[split])
-        metrics = {"fidelity": float((emb * self._dense[split]).sum(-1).mean())}
-        if split == "report":
+        emb, idx = self._embed(model, self.split_batches(split, fraction))
+        metrics = {"fidelity": float((emb * self._dense[split][idx]).sum(-1).mean())}
+        if split == "report" and fraction == 1.0:
             metrics["retrieval_at_1"] = self._retrieval(model)
         return metrics
 
@@ -156,61 +236,44 @@ class EmbeddingTask(Task):
     def data_hashes(self) -> dict[str, str]:
         return self.splits.hashes()
 
+    # -- distillation: pooled-embedding cosine (the metric itself) or hidden-state MSE --
 
-class DigitsTask(Task):
-    """Classification accuracy of the digits MLP on held-out images."""
+    def distill_kind(self, requested: str) -> str:
+        if requested in ("auto", "cosine"):
+            return "cosine"
+        if requested == "mse":
+            return "mse"
+        raise SpecError("recovery.distill_loss", requested, "the embedding task allows: auto, cosine, mse")
 
-    quality_name = "accuracy"
+    def distill_target(self, model: nn.Module, batch: Any, kind: str) -> Any:
+        hidden = self.forward(model, batch).detach().float()
+        return self._pool(hidden, batch) if kind == "cosine" else hidden
 
-    def __init__(self, loaded: LoadedModel, spec: TaskSpec) -> None:
-        x, y, train = loaded.extras["x"], loaded.extras["y"], loaded.extras["train"]
-        held = len(x) - train
-        if spec.search + spec.report > held:
-            raise SpecError(
-                "task.search+report", spec.search + spec.report,
-                f"digits leaves {held} held-out images after training; the two splits must fit",
-            )
-        if spec.calibration > train:
-            raise SpecError("task.calibration", spec.calibration, f"at most {train} (training images)")
-        self._x = {
-            "calibration": x[: spec.calibration],
-            "search": x[train : train + spec.search],
-            "report": x[train + spec.search : train + spec.search + spec.report],
-        }
-        self._y = {
-            "search": y[train : train + spec.search],
-            "report": y[train + spec.search : train + spec.search + spec.report],
-        }
-        self._dense_metrics: dict[str, float] = {}
-
-    def calibration_batches(self) -> Sequence[Any]:
-        return [self._x["calibration"]]
-
-    def forward(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        return model(batch)  # type: ignore[no-any-return]
-
-    def prepare(self, model: nn.Module) -> None:
-        self._dense_metrics = self.score(model, "report")
-
-    def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
-        _full_only(fraction)
-        with torch.inference_mode():
-            pred = model(self._x[split]).argmax(-1)
-        return {"accuracy": float((pred == self._y[split]).float().mean())}
-
-    def dense_reference(self) -> dict[str, float]:
-        return dict(self._dense_metrics)
-
-    def data_hashes(self) -> dict[str, str]:
-        return {k: digest([v.sum().item(), tuple(v.shape)]) for k, v in self._x.items()}
+    def distill_loss(self, model: nn.Module, batch: Any, target: Any, kind: str, temperature: float) -> torch.Tensor:
+        hidden = self.forward(model, batch).float()
+        if kind == "cosine":
+            return 1.0 - (self._pool(hidden, batch) * target).sum(-1).mean()
+        return masked_mse(hidden, target, self.token_mask(batch))
 
 
 def build_task(loaded: LoadedModel, spec: TaskSpec) -> Task:
+    """The task a spec names, with its data loaded and tokenised."""
+    # Imported here: those modules subclass Task from this one.
     if spec.kind == "embedding":
         return EmbeddingTask(loaded, spec)
     if spec.kind == "classification":
-        if "x" not in loaded.extras:
-            raise SpecError("task.kind", spec.kind, "classification currently needs model.source 'digits'")
-        return DigitsTask(loaded, spec)
-    raise SpecError("task.kind", spec.kind, "allowed: embedding, classification")
+        from prunetune.evaluators.classification import ClassificationTask
 
+        return ClassificationTask(loaded, spec)
+    if spec.kind == "causal-lm":
+        from prunetune.evaluators.causal_lm import CausalLMTask
+
+        return CausalLMTask(loaded, spec)
+    if spec.kind == "callable":
+        from prunetune.evaluators.callable_task import CallableTask
+
+        return CallableTask(loaded, spec)
+    raise SpecError("task.kind", spec.kind, "allowed: embedding, classification, causal-lm, callable")
+
+
+__all__ = ["SPLITS", "EmbeddingTask", "Split", "Task", "build_task", "digest", "text_batches"]
