@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prunetune.search.context import workbench_context
 from prunetune.search.controller import (
     Controller,
     Progress,
@@ -87,7 +88,7 @@ def run_job(
     """
     start = time.perf_counter()
     bench = bench or build_workbench(spec)
-    strategy = build_strategy(spec, bench.space)
+    strategy = build_strategy(spec, bench.space, context=lambda: workbench_context(bench))
     study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
     recorder = TrialRecorder(db, study_name, bench.space, bench.task.quality_name)
     dense = bench.task.dense_reference()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prunetune.errors import SpecError
-from prunetune.search.base import Candidate, Strategy, TrialResult, TrialState
+from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
 from prunetune.search.pareto import non_dominated
 from prunetune.search.registry import strategy_class
 from prunetune.spaces.space import SearchSpace
@@ -25,12 +25,24 @@ from prunetune.workers.base import Executor, Outcome
 Progress = Callable[[int, int, "TrialResult | None"], None]
 
 
-def build_strategy(spec: SearchSpec, space: SearchSpace) -> Strategy:
-    """Instantiate the spec's strategy; bad options become a SpecError on that field."""
+def build_strategy(
+    spec: SearchSpec,
+    space: SearchSpace,
+    context: SearchContext | Callable[[], SearchContext] | None = None,
+) -> Strategy:
+    """Instantiate the spec's strategy; bad options become a SpecError on that field.
+
+    ``context`` (score statistics, or a function that builds them) is passed only to
+    strategies that use it (``uses_context``), so the others cost nothing extra.
+    """
     cls = strategy_class(spec.strategy.name)
     options = dict(spec.strategy.options)
+    if cls.uses_context and context is not None:
+        options_with = dict(options, context=context() if callable(context) else context)
+    else:
+        options_with = options
     try:
-        return cls(space, seed=spec.seed, budget=spec.budget.trials, **options)  # type: ignore[call-arg]
+        return cls(space, seed=spec.seed, budget=spec.budget.trials, **options_with)  # type: ignore[call-arg]
     except TypeError as err:
         raise SpecError("strategy.options", options, f"not accepted by {spec.strategy.name!r}: {err}") from None
     except ValueError as err:

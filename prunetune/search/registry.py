@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 STRATEGIES: dict[str, str] = {
     "random": "prunetune.search.strategies.random:RandomSearch",
     "uniform": "prunetune.search.strategies.uniform:UniformSweep",
+    "owl": "prunetune.search.strategies.owl:OWLBaseline",
+    "evolutionary": "prunetune.search.strategies.evolutionary:EvolutionarySearch",
+    "bayesian": "prunetune.search.strategies.bayesian:BayesianSearch",
+    "policy-gradient": "prunetune.search.strategies.policy_gradient:PolicyGradient",
 }
 
 

@@ -50,6 +50,12 @@ def project_counts(
     hi_k = np.array([math.floor(a * b + 1e-9) for a, b in zip(hi, n, strict=True)], dtype=np.int64)
     total = int(n.sum())
     want = round(target * total)
+    # A target inside the real-valued bounds may still round past the integer ones
+    # (each layer's bound is floored to whole weights): take the nearest reachable count.
+    real_lo = sum(a * b for a, b in zip(lo, numels, strict=True)) / total
+    real_hi = sum(a * b for a, b in zip(hi, numels, strict=True)) / total
+    if real_lo - 1e-9 <= target <= real_hi + 1e-9:
+        want = int(min(max(want, lo_k.sum()), hi_k.sum()))
     if not lo_k.sum() <= want <= hi_k.sum():
         low, high = lo_k.sum() / total, hi_k.sum() / total
         raise BudgetError(

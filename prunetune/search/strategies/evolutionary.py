@@ -1,0 +1,246 @@
+"""Evolutionary search: EvoPress-style (1+λ) in budget mode, NSGA-II (DEAP) in Pareto mode.
+
+Budget mode keeps the budget exact by construction: a *level switch* moves a number of
+weights from one layer (or whole block) to another, working on integer pruned counts, so
+every offspring prunes exactly ``round(target * N)`` weights. Offspring can be screened
+on a slice of the search split (``screen``, a fraction) and only those that beat the
+parent's score on the same slice are confirmed at full fidelity.
+
+Pareto mode is NSGA-II through ``deap.tools`` (``selNSGA2``, ``selTournamentDCD``,
+``cxSimulatedBinaryBounded``) on plain lists with a locally defined fitness, so no
+``creator`` globals are written. Its mutation moves sparsity between layers and shifts
+the overall level.
+
+The population is never held apart from the results: parents are derived from the
+results told so far, so ``restore`` (replaying the stored trials) rebuilds the state.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from deap import base, tools
+
+from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult
+from prunetune.spaces.space import SearchSpace
+
+
+class _Fitness(base.Fitness):
+    weights = (1.0, -1.0)  # quality up, size down
+
+
+class _Individual(list):  # type: ignore[type-arg]
+    """A per-layer allocation with a DEAP fitness, built locally (no ``creator``)."""
+
+    def __init__(self, values: Sequence[float], fitness: tuple[float, float] | None = None) -> None:
+        super().__init__(values)
+        self.fitness = _Fitness()
+        if fitness is not None:
+            self.fitness.values = fitness
+
+
+@contextmanager
+def _deap_random(seed: Sequence[int]) -> Iterator[None]:
+    """DEAP's operators draw from the global ``random``; seed it for one call and put the
+    caller's state back, so the strategy stays reproducible without side effects."""
+    state = random.getstate()
+    random.seed(int(np.random.default_rng(list(seed)).integers(2**63)))
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+def _spread(amount: int, room: np.ndarray, numels: np.ndarray) -> np.ndarray:
+    """Split ``amount`` weights over layers in proportion to size, never beyond ``room``."""
+    out = np.minimum(np.floor(amount * numels / numels.sum()).astype(np.int64), room)
+    left = amount - int(out.sum())
+    while left > 0:
+        free = room - out
+        if free.sum() <= 0:
+            break
+        extra = np.minimum(np.ceil(left * free / free.sum()).astype(np.int64), free)
+        for i in np.argsort(-free, kind="stable"):
+            take = min(int(extra[i]), left)
+            out[i] += take
+            left -= take
+            if left == 0:
+                break
+    return out
+
+
+class EvolutionarySearch(Strategy):
+    """Options:
+        offspring: λ, offspring per parent in budget mode (used to size screening), default 8.
+        moves: most level switches per mutation (budget mode), default 3.
+        step: sparsity moved per switch (fraction of the smaller side), default the grid step.
+        screen: fraction of the search split to screen offspring on (0 or 1: no screening),
+            default 0 (every offspring at full fidelity); e.g. 0.25.
+        population: NSGA-II population size (Pareto mode), default 16.
+        warm_start: allocations to evaluate first: "uniform", "owl" or explicit lists;
+            default ["uniform"].
+    """
+
+    name = "evolutionary"
+    uses_context = True
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        seed: int = 0,
+        budget: int = 64,
+        context: SearchContext | None = None,
+        offspring: int = 8,
+        moves: int = 3,
+        step: float | None = None,
+        screen: float = 0.0,
+        population: int = 16,
+        warm_start: Sequence[Any] = ("uniform",),
+    ) -> None:
+        super().__init__(space, seed=seed, budget=budget, context=context)
+        if not (isinstance(offspring, int) and offspring >= 1):
+            raise ValueError(f"strategy.options.offspring must be an integer >= 1; got {offspring!r}")
+        if not (isinstance(moves, int) and moves >= 1):
+            raise ValueError(f"strategy.options.moves must be an integer >= 1; got {moves!r}")
+        if not 0.0 <= screen <= 1.0:
+            raise ValueError(f"strategy.options.screen must be a fraction in [0, 1]; got {screen}")
+        if not (isinstance(population, int) and population >= 4):
+            raise ValueError(f"strategy.options.population must be an integer >= 4; got {population!r}")
+        self.step = space.step if step is None else float(step)
+        if not 0.0 < self.step < 1.0:
+            raise ValueError(f"strategy.options.step must be in (0, 1); got {step}")
+        self.offspring, self.moves, self.population = offspring, moves, population
+        self.screen = screen if 0.0 < screen < 1.0 else 1.0
+        self.warm_start_named(warm_start)
+        n = np.asarray(space.numels, dtype=np.int64)
+        self._numels = n
+        self._lo_k = np.array([int(np.ceil(space.lo * x - 1e-9)) for x in n], dtype=np.int64)
+        self._hi_k = np.array([int(np.floor(space.hi * x + 1e-9)) for x in n], dtype=np.int64)
+        blocks = [layer.block if layer.block >= 0 else -1 - i for i, layer in enumerate(space.layers)]
+        self._partitions = [
+            [[i] for i in range(space.dim)],
+            [[i for i, b in enumerate(blocks) if b == key] for key in dict.fromkeys(blocks)],
+        ]
+        # Budget-mode state, all derived from told results.
+        self._parent: TrialResult | None = None
+        self._anchor: float | None = None  # the parent's quality at screening fidelity
+        self._confirm: list[Candidate] = []
+        self._screen_failures = 0
+        self._results: list[TrialResult] = []
+
+    # -- budget mode: (1+λ) level switches ---------------------------------------------
+
+    def _counts(self, sparsities: Sequence[float]) -> np.ndarray:
+        return np.array([round(s * n) for s, n in zip(sparsities, self._numels, strict=True)], dtype=np.int64)
+
+    def _level_switch(self, sparsities: Sequence[float], rng: np.random.Generator) -> tuple[list[float], list[str]]:
+        k = self._counts(sparsities)
+        done: list[str] = []
+        for _ in range(int(rng.integers(1, self.moves + 1))):
+            groups = self._partitions[int(rng.integers(len(self._partitions)))]
+            if len(groups) < 2:
+                groups = self._partitions[0]
+            up, down = (groups[i] for i in rng.choice(len(groups), 2, replace=False))
+            n_up, n_down = self._numels[up], self._numels[down]
+            want = round(self.step * min(n_up.sum(), n_down.sum()))
+            room_up = self._hi_k[up] - k[up]
+            room_down = k[down] - self._lo_k[down]
+            amount = int(min(want, room_up.sum(), room_down.sum()))
+            if amount <= 0:
+                continue
+            k[up] += _spread(amount, room_up, n_up)
+            k[down] -= _spread(amount, room_down, n_down)
+            done.append(f"{up[0]}>{down[0]}" if len(up) == 1 else f"b{up[0]}>b{down[0]}")
+        return [int(c) / int(n) for c, n in zip(k, self._numels, strict=True)], done
+
+    def _budget_propose(self, index: int) -> Candidate | None:
+        if self._confirm:
+            return self._confirm.pop(0)
+        parent = self._parent
+        if parent is None:  # nothing scored yet: start from the uniform allocation
+            t = self.space.target
+            assert t is not None
+            return Candidate(tuple(self.space.project([t] * self.space.dim)), origin="uniform")
+        if self.screen < 1.0 and self._anchor is None:
+            return Candidate(parent.candidate.sparsities, origin="anchor", fidelity=self.screen,
+                             info={"parent": parent.number})
+        rng = np.random.default_rng([self.seed, index])
+        child, moves = self._level_switch(parent.candidate.sparsities, rng)
+        # Guard the exact budget: level switches conserve counts; the projection of an
+        # exact allocation returns it unchanged.
+        if sum(self._counts(child)) != sum(self._counts(parent.candidate.sparsities)):
+            raise RuntimeError("internal: level switch changed the budget")
+        return Candidate(tuple(child), origin="mutation", fidelity=self.screen,
+                         info={"parent": parent.number, "moves": moves})
+
+    def _budget_tell(self, r: TrialResult) -> None:
+        cand = r.candidate
+        if cand.fidelity < 1.0:
+            if not r.ok:
+                self._screen_failures += 1
+                if self._screen_failures >= self.offspring and not any(
+                    x.ok and x.candidate.fidelity < 1.0 for x in self._results
+                ):
+                    self.screen = 1.0  # the task cannot score slices: evaluate at full fidelity
+                return
+            if cand.origin == "anchor":
+                if self._parent is not None and cand.sparsities == self._parent.candidate.sparsities:
+                    self._anchor = r.quality
+            elif self._anchor is not None and r.quality is not None and r.quality > self._anchor:
+                self._confirm.append(Candidate(cand.sparsities, origin="confirm", info=dict(cand.info)))
+            return
+        self._confirm = [c for c in self._confirm if c.sparsities != cand.sparsities]
+        if not r.ok:
+            return
+        assert r.quality is not None
+        if self._parent is None or r.quality > (self._parent.quality or float("-inf")):
+            self._parent = r
+            self._anchor = None
+
+    # -- Pareto mode: NSGA-II ------------------------------------------------------------
+
+    def _pareto_propose(self, index: int) -> Candidate:
+        sp = self.space
+        rng = np.random.default_rng([self.seed, index])
+        pool = [
+            _Individual(r.candidate.sparsities, (float(r.quality), float(r.size)))  # type: ignore[arg-type]
+            for r in self._results
+            if r.ok and r.candidate.fidelity == 1.0 and r.size is not None
+        ]
+        if index < self.population or len(pool) < 4:
+            level = float(rng.uniform(sp.lo, sp.hi))
+            proposal = level + rng.normal(0.0, 0.1, sp.dim)
+            return Candidate(tuple(sp.project(proposal)), origin="random", info={"level": level})
+        with _deap_random([self.seed, index]):
+            elite = tools.selNSGA2(pool, min(self.population, len(pool)))
+            k = 4 if len(elite) >= 4 else len(elite) - len(elite) % 4
+            a, b = (_Individual(p) for p in tools.selTournamentDCD(elite, k)[:2])
+            if random.random() < 0.7:
+                tools.cxSimulatedBinaryBounded(a, b, eta=15.0, low=sp.lo, up=sp.hi)
+        child = np.asarray(a, dtype=np.float64)
+        for _ in range(int(rng.integers(1, self.moves + 1))):  # move sparsity between layers
+            i, j = rng.choice(sp.dim, 2, replace=False)
+            child[i] += self.step
+            child[j] -= self.step
+        if rng.random() < 0.5:  # and shift the overall level along the front
+            child += self.step * float(rng.choice([-2, -1, 1, 2]))
+        return Candidate(tuple(sp.project(child)), origin="nsga2")
+
+    # -- ask/tell ----------------------------------------------------------------------
+
+    def _propose(self, index: int) -> Candidate | None:
+        if self.space.target is not None:
+            return self._budget_propose(index)
+        return self._pareto_propose(index)
+
+    def tell(self, results: Sequence[TrialResult]) -> None:
+        for r in results:
+            self._results.append(r)
+            if self.space.target is not None:
+                self._budget_tell(r)
+

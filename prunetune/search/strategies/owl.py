@@ -1,0 +1,54 @@
+"""OWL (outlier-weighted layerwise sparsity, Yin et al. 2024) as a baseline strategy."""
+
+from __future__ import annotations
+
+from prunetune.search.base import Candidate, SearchContext, Strategy, owl_allocation
+from prunetune.spaces.space import SearchSpace
+
+
+class OWLBaseline(Strategy):
+    """Blocks with a larger share of outlier weights (score above ``m`` times the block's
+    mean score) are pruned less; sparsities span ``target ± lam`` before the exact budget
+    projection.
+
+    Budget mode: the single OWL allocation at the target (then exhausted). Pareto mode:
+    ``budget`` overall levels evenly spaced over the space's bounds, each with OWL's shape.
+
+    Options: ``m`` (outlier threshold, > 0; the paper's M, default 5) and ``lam`` (the
+    paper's λ, in [0, 0.5], default 0.08).
+    """
+
+    name = "owl"
+    uses_context = True
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        seed: int = 0,
+        budget: int = 64,
+        context: SearchContext | None = None,
+        m: float = 5.0,
+        lam: float = 0.08,
+    ) -> None:
+        super().__init__(space, seed=seed, budget=budget, context=context)
+        if not m > 0:
+            raise ValueError(f"strategy.options.m must be > 0; got {m}")
+        if not 0.0 <= lam <= 0.5:
+            raise ValueError(f"strategy.options.lam must be in [0, 0.5]; got {lam}")
+        if context is None or not context.stats:
+            raise ValueError("strategy 'owl' needs score statistics; run it through prunetune's controller")
+        self.m, self.lam = m, lam
+
+    def _propose(self, index: int) -> Candidate | None:
+        sp = self.space
+        if sp.target is not None:
+            if index > 0:
+                return None
+            level = sp.target
+        else:
+            if index >= self.budget:
+                return None
+            level = sp.lo + (sp.hi - sp.lo) * (index + 1) / self.budget
+        shape = owl_allocation(sp, self.context, level, self.m, self.lam)
+        return Candidate(tuple(sp.project(shape, target=level)), origin="owl", info={"level": level})
