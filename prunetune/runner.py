@@ -43,8 +43,11 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def make_executor(bench: Workbench, workers: int, ray_address: str | None) -> Executor:
-    """In-process for ``workers == 0``; otherwise a Ray actor pool."""
+def make_executor(
+    bench: Workbench, workers: int, ray_address: str | None, job_dir: str | Path | None = None
+) -> Executor:
+    """In-process for ``workers == 0``; otherwise a Ray actor pool (a local Ray keeps its
+    files in ``job_dir/ray``, or in a temporary folder when ``job_dir`` is None)."""
     if workers == 0 and ray_address is None:
         return InProcessExecutor(bench)
     try:
@@ -53,7 +56,7 @@ def make_executor(bench: Workbench, workers: int, ray_address: str | None) -> Ex
         raise RuntimeError(
             f"resources.workers={workers} needs the Ray executor (prunetune.workers.ray_pool): {err}"
         ) from err
-    return RayExecutor(bench, workers=max(workers, 1), address=ray_address)  # type: ignore[no-any-return]
+    return RayExecutor(bench, workers=max(workers, 1), address=ray_address, job_dir=job_dir)
 
 
 def provenance(spec: SearchSpec, bench: Workbench) -> dict[str, Any]:
@@ -96,7 +99,7 @@ def run_job(
     recorder.set_attrs({"spec": spec.to_dict(), "dense": dense, "provenance": prov,
                         "strategy": spec.strategy.name, "mode": spec.mode})
     n_workers = spec.resources.workers if workers is None else workers
-    with make_executor(bench, n_workers, ray_address) as executor:
+    with make_executor(bench, n_workers, ray_address, job_dir=out_dir) as executor:
         controller = Controller(
             strategy, executor, recorder, spec.budget.trials, bench.task.quality_name,
             on_progress=on_progress, should_stop=should_stop,

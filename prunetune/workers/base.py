@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from prunetune.evaluators.evaluator import Evaluator
 from prunetune.evaluators.tasks import Split
 from prunetune.workbench import Workbench
 
@@ -58,8 +59,15 @@ def run_one(
     bench: Workbench, number: int, sparsities: Sequence[float], split: Split, fidelity: float = 1.0
 ) -> Outcome:
     """Evaluate on a workbench, turning any exception into a failed outcome with its reason."""
+    return evaluate_outcome(bench.evaluator, number, sparsities, split, fidelity)
+
+
+def evaluate_outcome(
+    evaluator: Evaluator, number: int, sparsities: Sequence[float], split: Split, fidelity: float = 1.0
+) -> Outcome:
+    """``run_one`` for a bare evaluator (what a worker actor holds)."""
     try:
-        return Outcome(number, bench.evaluator.evaluate(sparsities, split, fidelity))
+        return Outcome(number, evaluator.evaluate(sparsities, split, fidelity))
     except Exception as err:  # the trial fails, the job goes on
         last = traceback.extract_tb(err.__traceback__)[-1:]
         where = f" at {last[0].filename}:{last[0].lineno}" if last else ""

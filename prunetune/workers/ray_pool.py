@@ -1,0 +1,358 @@
+"""A pool of long-lived Ray actors that evaluate candidates.
+
+The controller's workbench is built once; what an actor needs from it (the model, the
+task with its tokenised data and dense references, the layers, the space and the
+importance scores) goes into Ray's object store once and every actor builds its
+evaluator from that, so no actor loads the model from disk or computes scores. An actor
+then evaluates candidate after candidate: one in flight per actor, dispatched as soon as
+it is free.
+
+When an actor dies mid-evaluation (killed, out of memory, its node gone) it is replaced
+by a fresh one and its candidate goes back to the front of the queue, to be retried on
+whichever actor is free next; after ``resources.max_retries`` such deaths the candidate
+comes back as a failed outcome naming the reason. Every submitted number comes back
+exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunetune.errors import PrunetuneError
+from prunetune.evaluators.evaluator import Evaluator
+from prunetune.evaluators.tasks import Split, Task
+from prunetune.pruning.cache import ScoreCache, cache_key
+from prunetune.pruning.masks import Pruner
+from prunetune.spaces.layers import PrunableLayer
+from prunetune.spaces.space import SearchSpace
+from prunetune.workbench import Workbench, compute_scores
+from prunetune.workers.base import Executor, Outcome, evaluate_outcome
+from prunetune.workers.ray_session import RaySession, import_ray, start_ray
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class WorkerError(PrunetuneError, RuntimeError):
+    """The Ray workers cannot evaluate at all (they fail to start, or keep dying)."""
+
+
+@dataclass(frozen=True)
+class WorkerPayload:
+    """What an actor evaluates with; shipped once through the object store."""
+
+    model: nn.Module
+    task: Task
+    layers: tuple[PrunableLayer, ...]
+    space: SearchSpace
+    scores: Mapping[str, torch.Tensor]
+    groups: Any
+
+
+def job_scores(bench: Workbench) -> dict[str, torch.Tensor]:
+    """The job's importance scores: read back from the score cache that
+    ``build_workbench`` filled (computed again only if that file has gone)."""
+    spec = bench.spec
+    key = cache_key(
+        model=bench.fingerprint,
+        criterion=spec.space.criterion,
+        calibration=bench.task.data_hashes()["calibration"],
+        layers=[layer.name for layer in bench.layers],
+    )
+    scores = ScoreCache().get(key)
+    if scores is None:
+        log.info("score cache entry %s not found; scoring once for the workers", key)
+        scores = compute_scores(bench.loaded, bench.task, bench.layers, spec.space.criterion)
+    return scores
+
+
+def payload_of(bench: Workbench) -> WorkerPayload:
+    return WorkerPayload(
+        model=bench.loaded.model,
+        task=bench.task,
+        layers=tuple(bench.layers),
+        space=bench.space,
+        scores=job_scores(bench),
+        groups=bench.spec.space.groups,
+    )
+
+
+def _to(obj: Any, fn: Any) -> Any:
+    """Apply ``fn`` to every tensor in a (nested) output: tensors, dicts, HF ModelOutputs,
+    tuples and lists."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, Mapping):
+        items = {k: _to(v, fn) for k, v in obj.items()}
+        try:
+            return type(obj)(**items)
+        except TypeError:
+            return items
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to(v, fn) for v in obj)
+    return obj
+
+
+class OnDevice(nn.Module):
+    """Runs a model that lives on ``device`` in ``dtype`` for tasks that hand it CPU
+    float32 batches: inputs go to the device (floating ones cast to ``dtype``), outputs
+    come back as CPU float32."""
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = model
+        self.device = device
+        self.dtype = dtype
+
+    def _input(self, t: torch.Tensor) -> torch.Tensor:
+        if t.is_floating_point():
+            return t.to(self.device, self.dtype, non_blocking=True)
+        return t.to(self.device, non_blocking=True)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.inner(*_to(args, self._input), **_to(kwargs, self._input))
+        return _to(out, lambda t: t.float().cpu() if t.is_floating_point() else t.cpu())
+
+
+class EvalWorker:
+    """The actor: builds its evaluator once, then evaluates candidates one by one."""
+
+    def __init__(self, payload: WorkerPayload, threads: int, dtype: str) -> None:
+        start = time.perf_counter()
+        torch.set_num_threads(threads)
+        self.device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+        self.dtype = dtype
+        model = payload.model.to(self.device, DTYPES[dtype])
+        # Score orders stay on the CPU: Pruner builds its top-k indices there.
+        pruner = Pruner(model, payload.layers, payload.scores, groups=payload.groups)
+        plain = self.device.type == "cpu" and dtype == "fp32"
+        runner = model if plain else OnDevice(model, self.device, DTYPES[dtype])
+        self.evaluator = Evaluator(runner, payload.task, pruner, payload.space)
+        self.build_seconds = time.perf_counter() - start
+        self.threads = threads
+
+    def evaluate(self, number: int, sparsities: Sequence[float], split: Split, fidelity: float) -> Outcome:
+        return evaluate_outcome(self.evaluator, number, sparsities, split, fidelity)
+
+    def describe(self) -> dict[str, Any]:
+        import ray
+
+        return {
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "device": str(self.device),
+            "dtype": self.dtype,
+            "threads": self.threads,
+            "build_seconds": self.build_seconds,
+        }
+
+
+@dataclass
+class _Job:
+    number: int
+    sparsities: tuple[float, ...]
+    split: Split
+    fidelity: float
+    deaths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Slot:
+    actor: Any
+    job: _Job | None = None
+    ref: Any = None
+    started: float = 0.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """An evaluation in flight (for progress displays and fault-injection tests)."""
+
+    number: int
+    actor: Any
+    seconds: float
+
+
+def _reason(err: BaseException) -> str:
+    """A Ray error as one line (its messages span many indented lines)."""
+    text = re.sub(r"\s+", " ", str(err)).strip()
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+class RayExecutor(Executor):
+    """Evaluates on ``workers`` Ray actors, each holding the model once.
+
+    Args:
+        bench: the job's workbench, built in this process; what the actors need is
+            shipped from it once.
+        workers: number of actors (also ``capacity``: one evaluation in flight each).
+        address: a Ray cluster to join; None starts a local Ray owned by this executor
+            (a Ray session already running in this process is reused instead).
+        job_dir: the job's folder; a local Ray keeps its files in ``job_dir/ray``.
+
+    Per-actor resources come from ``bench.spec.resources``: ``cpus_per_worker``,
+    ``gpus_per_worker`` (fractional allowed), ``threads`` (default: the actor's CPUs),
+    ``dtype`` and ``max_retries``.
+
+    Raises:
+        WorkerError: the cluster cannot hold the actors, or an actor fails to build its
+            evaluator (that would fail on every actor alike).
+    """
+
+    def __init__(
+        self, bench: Workbench, workers: int = 1, address: str | None = None, *,
+        job_dir: str | Path | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1 for the Ray executor; got {workers}")
+        res = bench.spec.resources
+        self.capacity = workers
+        self.max_retries = res.max_retries
+        self.replaced = 0
+        self.retried = 0
+        self._ray = import_ray()
+        self._session: RaySession | None = start_ray(
+            address, num_cpus=workers * res.cpus_per_worker, job_dir=job_dir
+        )
+        try:
+            self._check_resources(workers, res.cpus_per_worker, res.gpus_per_worker)
+            threads = res.threads or max(1, int(res.cpus_per_worker))
+            self._actor_cls = self._ray.remote(EvalWorker).options(
+                num_cpus=res.cpus_per_worker, num_gpus=res.gpus_per_worker, max_restarts=0,
+                max_concurrency=1,
+            )
+            self._payload = self._ray.put(payload_of(bench))
+            self._args = (threads, res.dtype)
+            self._slots = [_Slot(self._new_actor()) for _ in range(workers)]
+        except BaseException:
+            self.close()
+            raise
+        self._queue: deque[_Job] = deque()
+        self._lock = threading.Lock()
+        self._deaths_in_a_row = 0
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _check_resources(self, workers: int, cpus: float, gpus: float) -> None:
+        have = self._ray.cluster_resources()
+        if gpus > 0 and have.get("GPU", 0.0) < gpus:
+            raise WorkerError(
+                f"resources.gpus_per_worker={gpus}: the Ray cluster has {have.get('GPU', 0.0):g} GPUs; "
+                "set it to 0 for CPU actors or join a cluster with GPUs (--ray-address)"
+            )
+        if have.get("CPU", 0.0) < workers * cpus:
+            raise WorkerError(
+                f"resources.workers={workers} x cpus_per_worker={cpus:g} needs {workers * cpus:g} CPUs; "
+                f"the Ray cluster has {have.get('CPU', 0.0):g}: lower one of them or add nodes"
+            )
+
+    def _new_actor(self) -> Any:
+        return self._actor_cls.remote(self._payload, *self._args)
+
+    def wait_ready(self) -> list[dict[str, Any]]:
+        """Block until every actor has built its evaluator; each actor's ``describe()``."""
+        return list(self._ray.get([s.actor.describe.remote() for s in self._slots]))
+
+    # -- the Executor contract ---------------------------------------------------------
+
+    def submit(
+        self, number: int, sparsities: Sequence[float], split: Split = "search", fidelity: float = 1.0
+    ) -> None:
+        self._queue.append(_Job(number, tuple(sparsities), split, fidelity))
+        self._dispatch()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + sum(1 for s in self._slots if s.job is not None)
+
+    def wait(self) -> list[Outcome]:
+        while True:
+            self._dispatch()
+            busy = {s.ref: s for s in self._slots if s.job is not None}
+            if not busy:
+                return []
+            self._ray.wait(list(busy), num_returns=1)
+            ready, _ = self._ray.wait(list(busy), num_returns=len(busy), timeout=0)
+            outs = [o for ref in ready for o in self._collect(busy[ref])]
+            if outs:
+                self._dispatch()
+                return outs
+
+    def running(self) -> list[Running]:
+        """The evaluations in flight now, with seconds since each was dispatched."""
+        now = time.perf_counter()
+        with self._lock:
+            return [Running(s.job.number, s.actor, now - s.started) for s in self._slots if s.job]
+
+    def close(self) -> None:
+        for slot in getattr(self, "_slots", []):
+            self._ray.kill(slot.actor, no_restart=True)
+        self._slots = []
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        for slot in self._slots:
+            if not self._queue:
+                return
+            if slot.job is None:
+                job = self._queue.popleft()
+                with self._lock:
+                    slot.job, slot.started = job, time.perf_counter()
+                    slot.ref = slot.actor.evaluate.remote(job.number, job.sparsities, job.split, job.fidelity)
+
+    def _collect(self, slot: _Slot) -> list[Outcome]:
+        job, ref = slot.job, slot.ref
+        assert job is not None  # only busy slots are collected
+        with self._lock:
+            slot.job = slot.ref = None
+        exc = self._ray.exceptions
+        try:
+            out = self._ray.get(ref)
+        except exc.RayTaskError as err:  # the actor method raised outside the evaluation
+            return [Outcome(job.number, error=f"worker error: {_reason(err.cause or err)}")]
+        except exc.RayError as err:  # the actor (or its node) is gone
+            return self._lost(slot, job, err)
+        self._deaths_in_a_row = 0
+        return [out]
+
+    def _lost(self, slot: _Slot, job: _Job, err: BaseException) -> list[Outcome]:
+        if getattr(err, "actor_init_failed", False):
+            raise WorkerError(f"a Ray worker could not build its evaluator: {_reason(err)}") from err
+        self._deaths_in_a_row += 1
+        if self._deaths_in_a_row > len(self._slots) * (self.max_retries + 1) + 1:
+            raise WorkerError(
+                f"Ray workers died {self._deaths_in_a_row} times in a row without finishing an "
+                f"evaluation; last: {_reason(err)}"
+            ) from err
+        self._ray.kill(slot.actor, no_restart=True)
+        with self._lock:
+            slot.actor = self._new_actor()
+        self.replaced += 1
+        job.deaths.append(_reason(err))
+        log.warning("worker died evaluating trial %d (%d/%d): %s", job.number,
+                    len(job.deaths), self.max_retries + 1, job.deaths[-1])
+        if len(job.deaths) > self.max_retries:
+            return [Outcome(job.number, error=(
+                f"worker died {len(job.deaths)} times evaluating it "
+                f"(resources.max_retries={self.max_retries}); last: {job.deaths[-1]}"
+            ))]
+        self.retried += 1
+        self._queue.appendleft(job)
+        return []
