@@ -65,7 +65,7 @@ def create_app(db: str) -> FastAPI:
                   description="AutoML search for pruning policies: jobs, trials, Pareto fronts, exports.")
     bearer = HTTPBearer(auto_error=False)
 
-    def owner(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    def owner(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
         if cred is None:
             raise ApiError(401, "missing bearer token; send 'Authorization: Bearer <token>' "
                            "(create one with `prunetune token create`)", field="Authorization", kind="unauthorized")
@@ -73,8 +73,6 @@ def create_app(db: str) -> FastAPI:
         if who is None:
             raise ApiError(401, "invalid or revoked token", field="Authorization", kind="unauthorized")
         return who
-
-    Owner = Annotated[str, Depends(owner)]
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, err: ApiError) -> JSONResponse:
@@ -116,36 +114,36 @@ def create_app(db: str) -> FastAPI:
         return {"status": "ok", "version": __version__, "schema": current_revision(db)}
 
     @app.post("/jobs", status_code=201)
-    def submit(body: SubmitRequest, who: Owner) -> dict[str, Any]:
+    def submit(body: SubmitRequest, who: str = Depends(owner)) -> dict[str, Any]:
         return service.submit(body.spec, owner=who)
 
     @app.get("/jobs")
-    def list_jobs(who: Owner, state: str | None = None,
+    def list_jobs(who: str = Depends(owner), state: str | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         return service.list_jobs(state=state, limit=limit)
 
     @app.get("/jobs/{job_id}")
-    def get_job(job_id: int, who: Owner) -> dict[str, Any]:
+    def get_job(job_id: int, who: str = Depends(owner)) -> dict[str, Any]:
         return service.get(job_id)
 
     @app.get("/jobs/{job_id}/front")
-    def front(job_id: int, who: Owner) -> list[dict[str, Any]]:
+    def front(job_id: int, who: str = Depends(owner)) -> list[dict[str, Any]]:
         return service.front(job_id)
 
     @app.get("/jobs/{job_id}/trials")
-    def trials(job_id: int, who: Owner) -> list[dict[str, Any]]:
+    def trials(job_id: int, who: str = Depends(owner)) -> list[dict[str, Any]]:
         return service.trials(job_id)
 
     @app.post("/jobs/{job_id}/cancel")
-    def cancel(job_id: int, who: Owner) -> dict[str, Any]:
+    def cancel(job_id: int, who: str = Depends(owner)) -> dict[str, Any]:
         return service.cancel(job_id)
 
     @app.post("/jobs/{job_id}/export", status_code=201)
-    def export(job_id: int, body: ExportRequest, who: Owner) -> dict[str, Any]:
+    def export(job_id: int, body: ExportRequest, who: str = Depends(owner)) -> dict[str, Any]:
         return service.export(job_id, body.trial, body.out)
 
     @app.post("/schedules", status_code=201)
-    def schedule(body: ScheduleRequest, who: Owner) -> dict[str, Any]:
+    def schedule(body: ScheduleRequest, who: str = Depends(owner)) -> dict[str, Any]:
         return service.schedule(body.spec, body.cron, body.name, owner=who)
 
     return app
