@@ -86,3 +86,126 @@ def collect_input_stats(
             acc.token_mask = token_mask(batch)
             forward(model, batch)
     return acc.stats
+
+
+def default_forward(model: nn.Module, batch: Any) -> Any:
+    """``model(**batch)`` for a mapping, ``model(*batch)`` for a tuple/list, else ``model(batch)``."""
+    if isinstance(batch, dict):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+@dataclass
+class Calibration:
+    """Calibration data and how to run it.
+
+    Attributes:
+        batches: the calibration batches (reused by every statistic).
+        forward: ``forward(model, batch)``; defaults to :func:`default_forward`.
+        loss: ``loss(model, batch) -> scalar tensor``; needed by gradient criteria. When
+            None, a forward output with a ``loss`` attribute (HF models given labels) is used.
+        token_mask: ``token_mask(batch)``: which positions are real tokens, or None.
+    """
+
+    batches: Sequence[Any]
+    forward: Callable[[nn.Module, Any], Any] = default_forward
+    loss: Callable[[nn.Module, Any], torch.Tensor] | None = None
+    token_mask: Callable[[Any], torch.Tensor | None] = lambda batch: None
+
+    def loss_of(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        if self.loss is not None:
+            return self.loss(model, batch)
+        out = self.forward(model, batch)
+        loss = getattr(out, "loss", None)
+        if loss is None and isinstance(out, dict):
+            loss = out.get("loss")
+        if not isinstance(loss, torch.Tensor):
+            raise ValueError(
+                "this criterion needs a loss: pass loss=callable(model, batch) -> tensor, "
+                "or calibration batches with labels so the model returns .loss"
+            )
+        return loss
+
+
+def collect_grad_stats(
+    model: nn.Module, params: dict[str, nn.Parameter], calibration: Calibration
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Mean ``|g|``, mean ``g²`` and mean ``|w·g|`` over calibration batches for ``params``.
+
+    Only the named parameters get gradients (the others are frozen for the pass), the
+    model runs in eval mode (no dropout noise), and every ``requires_grad`` flag and
+    ``.grad`` is put back afterwards, also on error.
+    """
+    if not calibration.batches:
+        raise ValueError("calibration has no batches; gradient criteria need at least one")
+    flags = {id(p): p.requires_grad for p in model.parameters()}
+    grads = {id(p): p.grad for p in model.parameters()}
+    wanted = {id(p) for p in params.values()}
+    sums = {n: [torch.zeros_like(p, dtype=torch.float32) for _ in range(3)] for n, p in params.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        for p in model.parameters():
+            p.requires_grad_(id(p) in wanted)
+            p.grad = None
+        for batch in calibration.batches:
+            with torch.enable_grad():
+                loss = calibration.loss_of(model, batch)
+                loss.backward()
+            for name, p in params.items():
+                g = torch.zeros_like(p, dtype=torch.float32) if p.grad is None else p.grad.detach().float()
+                a, s, t = sums[name]
+                a += g.abs()
+                s += g * g
+                t += (g * p.detach().float()).abs()
+                p.grad = None
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(flags[id(p)])
+            p.grad = grads[id(p)]
+        model.train(was_training)
+    n = len(calibration.batches)
+    return {name: (a / n, s / n, t / n) for name, (a, s, t) in sums.items()}
+
+
+def collect_nonpositive_fractions(
+    model: nn.Module, consumers: dict[str, int], calibration: Calibration
+) -> dict[str, torch.Tensor]:
+    """For each consumer module (name -> input feature/channel count), the fraction of
+    calibration positions where each input feature is <= 0 (APoZ of the producer).
+
+    Conv inputs ``(N, C, H, W)`` count per channel; others per last-dim feature, over real
+    tokens when the calibration gives a token mask.
+    """
+    modules = dict(model.named_modules())
+    zeros = {name: torch.zeros(width, dtype=torch.float64) for name, width in consumers.items()}
+    counts = dict.fromkeys(consumers, 0)
+    token_mask: list[torch.Tensor | None] = [None]
+
+    def hook(name: str) -> Callable[..., None]:
+        def fn(module: nn.Module, args: tuple[Any, ...]) -> None:
+            x = args[0].detach()
+            if isinstance(module, nn.Conv2d):
+                x = x.transpose(0, 1).reshape(x.shape[1], -1).t()
+            else:
+                mask = token_mask[0]
+                if mask is not None and x.shape[:-1] == mask.shape:
+                    x = x[mask]
+                x = x.reshape(-1, x.shape[-1])
+            zeros[name] += (x <= 0).sum(dim=0).double().cpu()
+            counts[name] += x.shape[0]
+
+        return fn
+
+    handles = [modules[name].register_forward_pre_hook(hook(name)) for name in consumers]
+    try:
+        with torch.inference_mode():
+            for batch in calibration.batches:
+                token_mask[0] = calibration.token_mask(batch)
+                calibration.forward(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: zeros[name] / max(counts[name], 1) for name in consumers}

@@ -18,6 +18,36 @@ from prunetune.spaces.layers import PrunableLayer, weight_matrix
 Groups = Literal["row", "layer"]
 
 
+def parse_nm(pattern: str | tuple[int, int]) -> tuple[int, int]:
+    """``"2:4"`` -> ``(2, 4)``: keep ``n`` of every ``m`` consecutive input weights."""
+    if isinstance(pattern, tuple):
+        n, m = pattern
+    else:
+        parts = pattern.split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"N:M pattern must look like '2:4'; got {pattern!r}")
+        n, m = int(parts[0]), int(parts[1])
+    if not 0 < n < m:
+        raise ValueError(f"N:M pattern needs 0 < N < M; got {n}:{m}")
+    return n, m
+
+
+def nm_pruned_index(scores: torch.Tensor, n: int, m: int, name: str = "layer") -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, col) of the ``m - n`` least important weights in every group of ``m``
+    consecutive input weights of every row (ties broken by position)."""
+    rows, cols = scores.shape
+    if cols % m:
+        raise ValueError(
+            f"N:M {n}:{m}: M={m} does not divide the input dimension {cols} of {name!r}; "
+            "exclude the layer or pick an M that divides it"
+        )
+    grouped = scores.float().reshape(rows, cols // m, m)
+    drop = torch.sort(grouped, dim=2, stable=True).indices[:, :, : m - n]
+    col = (torch.arange(cols // m)[None, :, None] * m + drop).reshape(rows, -1)
+    row = torch.arange(rows)[:, None].expand_as(col)
+    return row.reshape(-1), col.reshape(-1)
+
+
 class ScoreOrder:
     """One layer's weights ordered from least to most important.
 
@@ -89,21 +119,48 @@ class Pruner:
         layers: Sequence[PrunableLayer],
         scores: Mapping[str, torch.Tensor],
         groups: Groups = "row",
+        pattern: str | tuple[int, int] | None = None,
     ) -> None:
+        """``pattern`` (e.g. ``"2:4"``) switches to N:M along the input dimension: a layer
+        with sparsity > 0 gets exactly the N:M mask (sparsity ``1 - N/M``), 0 stays dense."""
         modules = dict(model.named_modules())
         self.layers = list(layers)
+        missing = [layer.name for layer in self.layers if layer.name not in scores]
+        if missing:
+            raise ValueError(f"no scores for layers {missing[:3]}; scores name {list(scores)[:3]}")
         self._weights = [weight_matrix(modules[layer.name], layer) for layer in self.layers]
         self._dense = [w.detach().clone() for w in self._weights]
+        self.pattern = None if pattern is None else parse_nm(pattern)
         self._orders = [ScoreOrder(scores[layer.name], groups) for layer in self.layers]
+        self._nm = (
+            [nm_pruned_index(scores[layer.name], *self.pattern, name=layer.name) for layer in self.layers]
+            if self.pattern is not None
+            else []
+        )
         self._dirty: list[int] = []
+
+    def _pruned(self, i: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._nm[i] if self.pattern is not None else self._orders[i].pruned_index(k)
+
+    def counts(self, sparsities: Sequence[float]) -> list[int]:
+        """Weights each layer loses under ``sparsities`` (N:M: all or nothing per layer)."""
+        counts = counts_for(sparsities, self.layers)
+        if self.pattern is None:
+            return counts
+        n, m = self.pattern
+        return [layer.numel // m * (m - n) if k else 0 for k, layer in zip(counts, self.layers, strict=True)]
+
+    def achieved(self, sparsities: Sequence[float]) -> list[float]:
+        """The sparsity each layer really gets (differs from the request under N:M)."""
+        return [k / layer.numel for k, layer in zip(self.counts(sparsities), self.layers, strict=True)]
 
     def apply(self, sparsities: Sequence[float]) -> None:
         """Zero the least important ``round(s_i * n_i)`` weights of each layer, in place."""
         self.restore()
-        for i, k in enumerate(counts_for(sparsities, self.layers)):
+        for i, k in enumerate(self.counts(sparsities)):
             if k == 0:
                 continue
-            rows, cols = self._orders[i].pruned_index(k)
+            rows, cols = self._pruned(i, k)
             self._weights[i].index_put_((rows, cols), torch.zeros((), dtype=self._weights[i].dtype))
             self._dirty.append(i)
 
@@ -124,9 +181,9 @@ class Pruner:
     def keep_masks(self, sparsities: Sequence[float]) -> dict[str, torch.Tensor]:
         """Boolean masks (True = kept) shaped like each layer's ``(out, in)`` view."""
         masks = {}
-        for i, k in enumerate(counts_for(sparsities, self.layers)):
+        for i, k in enumerate(self.counts(sparsities)):
             mask = torch.ones(self._orders[i].rows, self._orders[i].cols, dtype=torch.bool)
             if k:
-                mask[self._orders[i].pruned_index(k)] = False
+                mask[self._pruned(i, k)] = False
             masks[self.layers[i].name] = mask
         return masks

@@ -1,0 +1,100 @@
+"""Granularity names (what a spec's ``space.granularity`` or ``prune(granularity=...)``
+says) and which criterion goes with which granularity.
+
+``unstructured`` prunes single weights; ``N:M`` (e.g. ``2:4``) keeps N of every M
+consecutive input weights; ``heads``, ``neurons``, ``blocks`` and ``channels`` remove
+whole structures; ``heads+neurons`` gives each block's attention and MLP one entry each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prunetune.pruning.importance import CRITERIA
+from prunetune.pruning.masks import parse_nm
+
+SPEC_GRANULARITIES = ("unstructured", "2:4", "4:8", "heads", "neurons", "heads+neurons", "blocks", "channels")
+FAMILIES = ("unstructured", "N:M", "heads", "neurons", "blocks", "channels")
+
+_WEIGHT = set(FAMILIES)
+# Which granularity families each criterion supports. Wanda needs a Linear's inputs, so
+# conv channels are out; APoZ needs a post-activation output; |γ| needs a BatchNorm.
+SUPPORTED: dict[str, set[str]] = {
+    "magnitude": _WEIGHT,
+    "l1": _WEIGHT,
+    "l2": _WEIGHT,
+    "gradient-l1": _WEIGHT,
+    "gradient-l2": _WEIGHT,
+    "taylor": _WEIGHT,
+    "fisher": _WEIGHT,
+    "monte-carlo": _WEIGHT,
+    "wanda": _WEIGHT - {"channels"},
+    "apoz": {"neurons", "channels"},
+    "bn-gamma": {"channels"},
+}
+if set(SUPPORTED) != set(CRITERIA):  # pragma: no cover - caught by the first test run
+    raise RuntimeError("granularity.SUPPORTED must list every registered criterion")
+
+
+@dataclass(frozen=True)
+class Granularity:
+    """A parsed granularity.
+
+    Attributes:
+        name: as given (``"2:4"``, ``"heads+neurons"``, ...).
+        kinds: structure kinds for structured granularities, else empty.
+        pattern: ``(N, M)`` for N:M, else None.
+    """
+
+    name: str
+    kinds: tuple[str, ...] = ()
+    pattern: tuple[int, int] | None = None
+
+    @property
+    def structured(self) -> bool:
+        return bool(self.kinds)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        if self.kinds:
+            return self.kinds
+        return ("N:M",) if self.pattern else ("unstructured",)
+
+
+def parse_granularity(name: str) -> Granularity:
+    """Raises ValueError naming the value and the allowed names."""
+    if name == "unstructured":
+        return Granularity(name)
+    if ":" in name:
+        return Granularity(name, pattern=parse_nm(name))
+    kinds = tuple(name.split("+"))
+    if all(k in ("heads", "neurons", "blocks", "channels") for k in kinds) and len(set(kinds)) == len(kinds):
+        return Granularity(name, kinds=kinds)
+    raise ValueError(
+        f"granularity {name!r} is unknown; allowed: unstructured, N:M (e.g. 2:4, 4:8), heads, neurons, "
+        "heads+neurons, blocks, channels"
+    )
+
+
+def check_pair(criterion: str, granularity: Granularity) -> None:
+    """Raise ValueError when ``criterion`` cannot score ``granularity``."""
+    allowed = SUPPORTED.get(criterion)
+    if allowed is None:
+        raise ValueError(f"criterion {criterion!r} is unknown; allowed: {', '.join(sorted(CRITERIA))}")
+    bad = [f for f in granularity.families if f not in allowed]
+    if bad:
+        raise ValueError(
+            f"criterion {criterion!r} does not support granularity {granularity.name!r}; "
+            f"it supports: {', '.join(f for f in FAMILIES if f in allowed)}"
+        )
+
+
+def support_table() -> str:
+    """The README's criterion x granularity table (markdown)."""
+    head = "| criterion | " + " | ".join(FAMILIES) + " |"
+    rule = "|---" * (len(FAMILIES) + 1) + "|"
+    rows = [
+        f"| `{c}` | " + " | ".join("yes" if f in SUPPORTED[c] else "" for f in FAMILIES) + " |"
+        for c in CRITERIA
+    ]
+    return "\n".join([head, rule, *rows])

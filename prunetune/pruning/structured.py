@@ -1,0 +1,154 @@
+"""Structured masks: whole heads, neurons, channels and blocks, applied in place.
+
+Same contract as :class:`~prunetune.pruning.masks.Pruner` (``apply``, ``restore``,
+``applied``, ``keep_masks``), so the evaluator and the search do not care which one they
+hold. Structure scores are sorted once; a candidate costs a few ``index_fill_`` calls (and
+for blocks a forward hook), and restore copies the dense tensors back bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunetune.pruning.masks import Pruner
+from prunetune.pruning.structures import StructureUnit
+
+
+def structure_counts(sparsities: Sequence[float], units: Sequence[StructureUnit], strict: bool = False) -> list[int]:
+    """Structures each unit loses: ``round(s * count)``.
+
+    With ``strict`` (the one-shot API), a heads fraction must name a whole number of kv
+    groups; the search rounds to the nearest group instead.
+    """
+    if len(sparsities) != len(units):
+        raise ValueError(f"allocation has {len(sparsities)} entries for {len(units)} units")
+    out = []
+    for s, unit in zip(sparsities, units, strict=True):
+        if not 0.0 <= s < 1.0:
+            raise ValueError(f"sparsity of unit {unit.name!r} must be in [0, 1); got {s}")
+        if strict and unit.kind == "heads" and unit.heads_per_structure > 1:
+            heads = unit.count * unit.heads_per_structure
+            want = s * heads
+            if abs(want - round(want)) > 1e-6 or round(want) % unit.heads_per_structure:
+                g = unit.heads_per_structure
+                raise ValueError(
+                    f"heads of {unit.name!r}: removing {want:g} of {heads} query heads is incompatible "
+                    f"with {unit.count} key/value groups of {g} query heads; remove a multiple of {g} "
+                    f"heads (sparsity a multiple of {g / heads:g})"
+                )
+        out.append(round(s * unit.count))
+    return out
+
+
+def _skip(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    """Forward hook that turns a block into the identity (its residual path alone)."""
+    hidden = args[0] if args else kwargs["hidden_states"]
+    if isinstance(output, tuple):
+        return (hidden, *output[1:])
+    return hidden
+
+
+class StructuredPruner(Pruner):
+    """Applies per-unit structure fractions to a live model and restores it exactly.
+
+    Args:
+        units: the structure units (one allocation entry each).
+        scores: ``{unit name: (count,) tensor}``, higher = more important.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        units: Sequence[StructureUnit],
+        scores: Mapping[str, torch.Tensor],
+        strict: bool = False,
+    ) -> None:
+        self.model = model
+        self.units = list(units)
+        self.layers = [u.as_layer() for u in self.units]
+        self.pattern = None
+        self.strict = strict
+        tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+        self._orders_s: list[torch.Tensor] = []
+        for unit in self.units:
+            if unit.name not in scores:
+                raise ValueError(f"no scores for unit {unit.name!r}; scores name {list(scores)[:3]}")
+            sc = scores[unit.name].reshape(-1)
+            if sc.numel() != unit.count:
+                raise ValueError(f"scores of {unit.name!r} have {sc.numel()} entries for {unit.count} structures")
+            self._orders_s.append(torch.sort(sc.float(), stable=True).indices)
+        names = sorted({s.tensor for u in self.units for s in u.slices if s.zero})
+        self._tensors = {n: tensors[n] for n in names}
+        self._dense_t = {n: t.detach().clone() for n, t in self._tensors.items()}
+        self._dirty_t: set[str] = set()
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+
+    def counts(self, sparsities: Sequence[float]) -> list[int]:
+        """Parameters each unit loses."""
+        return [k * u.params_per_structure for k, u in zip(self.structures(sparsities), self.units, strict=True)]
+
+    def structures(self, sparsities: Sequence[float]) -> list[int]:
+        return structure_counts(sparsities, self.units, self.strict)
+
+    def achieved(self, sparsities: Sequence[float]) -> list[float]:
+        return [k / u.count for k, u in zip(self.structures(sparsities), self.units, strict=True)]
+
+    def removed(self, sparsities: Sequence[float]) -> dict[str, list[int]]:
+        """``{unit name: sorted indices of the structures removed}``."""
+        return {
+            u.name: sorted(self._orders_s[i][:k].tolist())
+            for i, (u, k) in enumerate(zip(self.units, self.structures(sparsities), strict=True))
+        }
+
+    def apply(self, sparsities: Sequence[float]) -> None:
+        self.apply_removed(self.removed(sparsities))
+
+    def apply_removed(self, removed: Mapping[str, list[int]]) -> None:
+        """Mask exactly the structures named: ``{unit name: structure indices}``."""
+        self.restore()
+        self.zero(removed)
+
+    def zero(self, removed: Mapping[str, list[int]]) -> None:
+        """Zero (and skip) the named structures on top of the current weights."""
+        modules = dict(self.model.named_modules())
+        for unit in self.units:
+            gone = removed.get(unit.name, [])
+            if not gone:
+                continue
+            if unit.kind == "blocks":
+                for j in gone:
+                    self._hooks.append(modules[unit.blocks[j]].register_forward_hook(_skip, with_kwargs=True))
+                continue
+            for sl in unit.slices:
+                if not sl.zero:
+                    continue
+                t = self._tensors[sl.tensor]
+                t.data.index_fill_(sl.dim, torch.tensor(sl.index(gone), device=t.device), 0)
+                self._dirty_t.add(sl.tensor)
+
+    def restore(self) -> None:
+        for name in self._dirty_t:
+            self._tensors[name].data.copy_(self._dense_t[name])
+        self._dirty_t.clear()
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+    def drop_hooks(self) -> None:
+        """Forget the block hooks (a successor pruner registers its own)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+    def keep_masks(self, sparsities: Sequence[float]) -> dict[str, torch.Tensor]:
+        """Boolean masks over each unit's structures (True = kept)."""
+        masks = {}
+        for unit, gone in zip(self.units, self.removed(sparsities).values(), strict=True):
+            mask = torch.ones(unit.count, dtype=torch.bool)
+            mask[gone] = False
+            masks[unit.name] = mask
+        return masks
