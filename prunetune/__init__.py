@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from prunetune.api import PruneReport, export, load_pruned, prune
     from prunetune.client import Client
     from prunetune.spec import SearchSpec
 
-__all__ = ["Client", "SearchSpec", "__version__"]
+__all__ = ["Client", "PruneReport", "SearchSpec", "__version__", "export", "load_pruned", "prune"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from prunetune.client import Client
 
         return Client
+    if name in ("prune", "export", "load_pruned", "PruneReport"):
+        from prunetune import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'prunetune' has no attribute {name!r}")
