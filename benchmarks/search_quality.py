@@ -1,0 +1,192 @@
+"""Search quality on MiniLM: every strategy at one overall sparsity, scored on REPORT.
+
+Budget mode (default): each strategy gets the same compute, ``--budget`` evaluations of
+the full search split (a multi-fidelity screen at fraction f counts as f of one), runs
+through ``prunetune.runner.run_job`` (real SQLite study per run), and its best
+allocation is re-scored on the REPORT split (disjoint from calibration and search).
+Prints per strategy the mean and spread over seeds of ``1 - fidelity`` and retrieval@1,
+writes JSON with provenance to ``benchmarks/results/``, and ends with::
+
+    RESULT uniform=<x> owl=<x> random=<x> evolutionary=<x> bayesian=<x> policy_gradient=<x>
+
+(each the mean over seeds of REPORT-split ``1 - fidelity`` of the strategy's best).
+
+Pareto mode (``--pareto``): each strategy searches the whole front with ``--budget``
+trials; its front is re-scored on REPORT and summarised by the hypervolume of
+(fidelity, nonzero parameters as a fraction of the model's) against the fixed reference
+point (fidelity 0, size 1). Ends with ``RESULT hv_<strategy>=<x> ...``.
+
+Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/search_quality.py
+--sparsity 0.7 --budget 64 --seeds 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prunetune.runner import provenance, run_job
+from prunetune.search.base import TrialResult
+from prunetune.search.pareto import hypervolume
+from prunetune.spec import SearchSpec
+from prunetune.workbench import build_workbench
+
+STRATEGIES = ("uniform", "owl", "random", "evolutionary", "bayesian", "policy-gradient")
+HV_REFERENCE = (0.0, 1.0)  # (fidelity, nonzero parameters / model parameters)
+
+
+def make_spec(args: argparse.Namespace, strategy: str, seed: int, trials: int, options: dict[str, Any]) -> SearchSpec:
+    data: dict[str, Any] = {
+        "name": f"bench-{strategy}",
+        "model": {"source": "minilm"},
+        "task": {"kind": "embedding", "data": "pydoc", "calibration": args.calibration,
+                 "search": args.search, "report": args.report},
+        "space": {"criterion": "wanda", "min": 0.0, "max": args.max, "step": 0.05},
+        "budget": {"trials": trials},
+        "strategy": {"name": strategy, "options": options},
+        "resources": {"workers": 0, "threads": args.threads},
+        "seed": seed,
+    }
+    if not args.pareto:
+        data["target"] = {"sparsity": args.sparsity}
+    return SearchSpec.from_dict(data)
+
+
+def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
+    if strategy == "evolutionary" and not args.pareto and args.screen > 0:
+        return {"screen": args.screen}
+    return {}
+
+
+def run_one(args: argparse.Namespace, bench: Any, strategy: str, seed: int, db: str) -> dict[str, Any]:
+    options = strategy_options(args, strategy)
+    screened = "screen" in options
+    # Screens cost a fraction of an evaluation: allow more trials, stop on spent compute.
+    trials = args.budget * 4 if screened else args.budget
+    spec = make_spec(args, strategy, seed, trials, options)
+    spent = [0.0]
+
+    def progress(done: int, total: int, r: TrialResult | None) -> None:
+        if r is not None:
+            spent[0] += r.candidate.fidelity
+
+    start = time.perf_counter()
+    out = run_job(spec, db=db, bench=bench, on_progress=progress,
+                  should_stop=lambda: spent[0] >= args.budget - 1e-9)
+    wall = time.perf_counter() - start
+    full = [r for r in out.results if r.ok and r.candidate.fidelity == 1.0]
+    row: dict[str, Any] = {
+        "strategy": strategy, "seed": seed, "options": options, "trials": len(out.results),
+        "full_evaluations": len(full), "cost": round(spent[0], 3),
+        "failed": sum(1 for r in out.results if not r.ok), "wall_seconds": round(wall, 1),
+    }
+    if args.pareto:
+        total = bench.space.prunable_params + bench.space.extra_params
+        pts = [(out.reports[r.number]["fidelity"], r.size / total) for r in out.front
+               if r.number in out.reports and "fidelity" in out.reports[r.number] and r.size]
+        row["front"] = [{"trial": r.number, "size": r.size, "search": r.quality,
+                         "report": out.reports.get(r.number, {})} for r in out.front]
+        row["hypervolume"] = hypervolume(pts, HV_REFERENCE)
+        row["hypervolume_search"] = hypervolume(
+            [(float(r.quality), float(r.size) / total) for r in out.front], HV_REFERENCE)  # type: ignore[arg-type]
+        return row
+    best = out.front[0]
+    report = out.reports[best.number]
+    row.update({
+        "best_trial": best.number, "best_origin": best.candidate.origin,
+        "search_fidelity": best.quality, "report_fidelity": report["fidelity"],
+        "one_minus_fidelity": 1.0 - report["fidelity"],
+        "retrieval_at_1": report.get("retrieval_at_1"),
+        "sparsity": bench.space.overall_sparsity(best.candidate.sparsities),
+        "allocation": dict(zip(bench.space.names, best.candidate.sparsities, strict=True)),
+        "curve": [max(r2.quality for r2 in full[: i + 1]) for i in range(len(full))],  # type: ignore[type-var]
+    })
+    return row
+
+
+def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for s in dict.fromkeys(r["strategy"] for r in rows):
+        vals = [r[key] for r in rows if r["strategy"] == s and r.get(key) is not None]
+        if vals:
+            out[s] = {"mean": statistics.fmean(vals), "spread": (max(vals) - min(vals)) / 2, "n": len(vals)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sparsity", type=float, default=0.7, help="overall target sparsity (budget mode)")
+    p.add_argument("--budget", type=int, default=64, help="full-search-split evaluations per strategy")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--pareto", action="store_true", help="Pareto mode: hypervolume of fronts")
+    p.add_argument("--screen", type=float, default=0.25,
+                   help="evolutionary multi-fidelity screening fraction (0: off)")
+    p.add_argument("--calibration", type=int, default=256)
+    p.add_argument("--search", type=int, default=128, help="search-split chunks")
+    p.add_argument("--report", type=int, default=512)
+    p.add_argument("--max", type=float, default=0.95, help="per-layer sparsity cap")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args(argv)
+    strategies = [s for s in args.strategies.split(",") if s]
+    unknown = sorted(set(strategies) - set(STRATEGIES))
+    if unknown:
+        p.error(f"--strategies: unknown {unknown}; allowed: {', '.join(STRATEGIES)}")
+
+    started = datetime.now(timezone.utc)
+    bench = build_workbench(make_spec(args, "uniform", 0, args.budget, {}))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            for strategy in strategies:
+                if strategy in ("uniform", "owl") and seed > 0 and not args.pareto:
+                    rows.append(dict(next(r for r in rows if r["strategy"] == strategy), seed=seed))
+                    continue  # deterministic baselines: one run stands for every seed
+                row = run_one(args, bench, strategy, seed, f"sqlite:///{tmp}/{strategy}-{seed}.db")
+                rows.append(row)
+                shown = (f"hv={row['hypervolume']:.4f}" if args.pareto else
+                         f"1-fid={row['one_minus_fidelity']:.4f} r@1={row['retrieval_at_1']:.3f} "
+                         f"(search {1 - row['search_fidelity']:.4f})")
+                print(f"{strategy:16s} seed={seed} {shown} trials={row['trials']} cost={row['cost']} "
+                      f"{row['wall_seconds']}s", flush=True)
+
+    key = "hypervolume" if args.pareto else "one_minus_fidelity"
+    summary = summarise(rows, key)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    mode = "pareto" if args.pareto else f"s{args.sparsity}"
+    result = {
+        "benchmark": "search_quality", "mode": "pareto" if args.pareto else "budget",
+        "args": vars(args), "started": started.isoformat(), "git_commit": commit,
+        "machine": f"{platform.machine()} {platform.system()} {platform.processor()}",
+        "provenance": provenance(bench.spec, bench), "dense": bench.task.dense_reference(),
+        "hv_reference": HV_REFERENCE if args.pareto else None,
+        "summary": summary, "retrieval": summarise(rows, "retrieval_at_1") if not args.pareto else None,
+        "runs": rows,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"search_quality-{mode}-b{args.budget}-n{args.seeds}-{started:%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {path}")
+    for s, v in summary.items():
+        print(f"  {s:16s} {key} mean={v['mean']:.4f} ±{v['spread']:.4f} (n={v['n']:.0f})")
+    prefix = "hv_" if args.pareto else ""
+    print("RESULT " + " ".join(f"{prefix}{s.replace('-', '_')}={v['mean']:.4f}" for s, v in summary.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
