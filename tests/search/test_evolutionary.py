@@ -1,0 +1,86 @@
+"""Evolutionary search: level switches, screening, NSGA-II without creator globals."""
+
+from __future__ import annotations
+
+import deap.creator
+import pytest
+from search.synthetic import drive, evaluate, make_context, make_space
+
+from prunetune.search.pareto import hypervolume
+from prunetune.search.strategies.evolutionary import EvolutionarySearch
+
+
+def test_budget_mode_improves_on_uniform_by_moving_sparsity() -> None:
+    space = make_space(0.6)
+    strategy = EvolutionarySearch(space, seed=0, context=make_context(space))
+    results = drive(strategy, 60)
+    assert results[0].candidate.origin == "warm-start"  # uniform first
+    uniform = results[0].quality
+    best = max(results, key=lambda r: r.quality or -1.0)
+    assert best.quality > uniform + 0.02  # type: ignore[operator]
+    # The known answer: shallow blocks take more sparsity than the deepest.
+    by_block = {b: [s for s, layer in zip(best.candidate.sparsities, space.layers, strict=True) if layer.block == b]
+                for b in range(4)}
+    assert sum(by_block[0]) / 6 > sum(by_block[3]) / 6
+
+
+def test_screening_confirms_only_offspring_that_beat_the_parent_on_the_slice() -> None:
+    space = make_space(0.6)
+    strategy = EvolutionarySearch(space, seed=1, screen=0.25, context=make_context(space))
+    results = drive(strategy, 40)
+    fidelities = {r.candidate.origin: r.candidate.fidelity for r in results}
+    assert fidelities["anchor"] == 0.25 and fidelities["mutation"] == 0.25
+    confirms = [r for r in results if r.candidate.origin == "confirm"]
+    assert confirms and all(r.candidate.fidelity == 1.0 for r in confirms)
+    screened = {r.candidate.sparsities: r.quality for r in results if r.candidate.origin == "mutation"}
+    for c in confirms:
+        assert c.candidate.sparsities in screened
+
+
+def test_screening_turns_itself_off_when_the_task_cannot_score_slices() -> None:
+    space = make_space(0.6)
+    strategy = EvolutionarySearch(space, seed=1, screen=0.25, offspring=4, context=make_context(space))
+
+    def fail(number: int) -> str | None:
+        return None
+
+    out = []
+    for number in range(20):
+        cand = strategy.ask(1)[0]
+        r = evaluate(space, number, cand, (lambda n: "error") if cand.fidelity < 1.0 else fail)
+        out.append(r)
+        strategy.tell([r])
+    assert out[-1].candidate.fidelity == 1.0
+    assert sum(1 for r in out if r.ok and r.candidate.origin == "mutation") >= 5
+
+
+def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> None:
+    before = set(vars(deap.creator))
+    space = make_space(None)
+    strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space))
+    results = drive(strategy, 40)
+    assert set(vars(deap.creator)) == before
+    assert {r.candidate.origin for r in results} >= {"warm-start", "random", "nsga2"}
+    levels = [space.overall_sparsity(r.candidate.sparsities) for r in results[20:]]
+    assert max(levels) - min(levels) > 0.3
+    # The front grows after the opening population (hypervolume, fixed reference).
+    ref = (0.0, float(space.nonzero_params([0.0] * space.dim)))
+
+    def hv(rs: list) -> float:  # type: ignore[type-arg]
+        return hypervolume([(r.quality, r.size) for r in rs], ref)
+
+    assert hv(results) > hv(results[:8])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"screen": 1.5}, r"strategy.options.screen must be a fraction in \[0, 1\]; got 1.5"),
+        ({"offspring": 0}, r"strategy.options.offspring must be an integer >= 1; got 0"),
+        ({"population": 2}, r"strategy.options.population must be an integer >= 4; got 2"),
+        ({"warm_start": ["best"]}, r"warm_start entries must be 'uniform', 'owl' or a list"),
+    ],
+)
+def test_bad_options_name_the_option(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EvolutionarySearch(make_space(0.6), **options)
