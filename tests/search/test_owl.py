@@ -58,7 +58,7 @@ def test_owl_without_statistics_says_how_to_run_it() -> None:
 def test_bad_options_through_the_spec_are_a_spec_error_on_the_field() -> None:
     spec = SearchSpec.from_dict(minilm_spec_dict(strategy={"name": "bayesian", "options": {"sampler": "cmaes"}},
                                                  target={"sparsity": 0.5}))
-    with pytest.raises(SpecError, match="strategy.options"):
+    with pytest.raises(SpecError, match=r"strategy\.options"):
         build_strategy(spec, make_space(0.5))
     spec = SearchSpec.from_dict(minilm_spec_dict(strategy={"name": "evolutionary", "options": {"lambda_": 3}}))
     with pytest.raises(SpecError, match="not accepted by 'evolutionary'"):
