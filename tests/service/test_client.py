@@ -31,12 +31,14 @@ def test_embedded_client_runs_a_job_and_exports_a_trial(sqlite_url: str, tmp_pat
     point = max(front, key=lambda p: p.sparsity or 0.0)
     written = job.export(point.trial, tmp_path / "pruned")
     assert written["trial"] == point.trial and written["nbytes"] > 0
-    if written["format"] == "safetensors-masked":
-        weights = load_file(str(tmp_path / "pruned" / "model.safetensors"))
-        meta = json.loads((tmp_path / "pruned" / "prunetune.json").read_text())
-        for name, sparsity in meta["allocation"].items():
-            w = weights[f"{name}.weight"]
-            assert int((w == 0).sum()) == round(sparsity * w.numel()), name
+    out = tmp_path / "pruned"
+    meta_file = out / ("prunetune-job.json" if written["format"] == "prunetune.export" else "prunetune.json")
+    meta = json.loads(meta_file.read_text())
+    assert (meta["job"], meta["trial"]) == (job.id, point.trial)
+    weights = load_file(str(out / "model.safetensors"))
+    for name, sparsity in meta["allocation"].items():
+        w = weights[f"{name}.weight"]
+        assert int((w == 0).sum()) == round(sparsity * w.numel()), name
     with session_scope(sqlite_url) as s:
         assert [(a.job_id, a.trial) for a in s.query(Artifact)] == [(job.id, point.trial)]
 
