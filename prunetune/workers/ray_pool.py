@@ -37,6 +37,7 @@ from prunetune.pruning.cache import ScoreCache, cache_key
 from prunetune.pruning.masks import Pruner
 from prunetune.spaces.layers import PrunableLayer
 from prunetune.spaces.space import SearchSpace
+from prunetune.spec import SearchSpec
 from prunetune.workbench import Workbench, compute_scores
 from prunetune.workers.base import Executor, Outcome, evaluate_outcome
 from prunetune.workers.ray_session import RaySession, import_ray, start_ray
@@ -54,12 +55,12 @@ class WorkerError(PrunetuneError, RuntimeError):
 class WorkerPayload:
     """What an actor evaluates with; shipped once through the object store."""
 
+    spec: SearchSpec
     model: nn.Module
     task: Task
     layers: tuple[PrunableLayer, ...]
     space: SearchSpace
     scores: Mapping[str, torch.Tensor]
-    groups: Any
 
 
 def job_scores(bench: Workbench) -> dict[str, torch.Tensor]:
@@ -81,12 +82,12 @@ def job_scores(bench: Workbench) -> dict[str, torch.Tensor]:
 
 def payload_of(bench: Workbench) -> WorkerPayload:
     return WorkerPayload(
+        spec=bench.spec,
         model=bench.loaded.model,
         task=bench.task,
         layers=tuple(bench.layers),
         space=bench.space,
         scores=job_scores(bench),
-        groups=bench.spec.space.groups,
     )
 
 
@@ -106,25 +107,26 @@ def _to(obj: Any, fn: Any) -> Any:
     return obj
 
 
-class OnDevice(nn.Module):
-    """Runs a model that lives on ``device`` in ``dtype`` for tasks that hand it CPU
-    float32 batches: inputs go to the device (floating ones cast to ``dtype``), outputs
-    come back as CPU float32."""
+def run_on(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Let a model that lives on ``device`` in ``dtype`` take the CPU float32 batches
+    tasks hand it: hooks move inputs there (floating ones cast to ``dtype``) and bring
+    outputs back as CPU float32. The module itself is unchanged, so layer names (which
+    masks and size metrics look up) stay the same."""
 
-    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.inner = model
-        self.device = device
-        self.dtype = dtype
+    def to_input(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device, dtype) if t.is_floating_point() else t.to(device)
 
-    def _input(self, t: torch.Tensor) -> torch.Tensor:
-        if t.is_floating_point():
-            return t.to(self.device, self.dtype, non_blocking=True)
-        return t.to(self.device, non_blocking=True)
+    def to_output(t: torch.Tensor) -> torch.Tensor:
+        return t.float().cpu() if t.is_floating_point() else t.cpu()
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.inner(*_to(args, self._input), **_to(kwargs, self._input))
-        return _to(out, lambda t: t.float().cpu() if t.is_floating_point() else t.cpu())
+    def pre(_: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return _to(args, to_input), _to(kwargs, to_input)
+
+    def post(_: nn.Module, args: tuple, output: Any) -> Any:
+        return _to(output, to_output)
+
+    model.register_forward_pre_hook(pre, with_kwargs=True)
+    model.register_forward_hook(post)
 
 
 class EvalWorker:
@@ -136,11 +138,13 @@ class EvalWorker:
         self.device = torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
         self.dtype = dtype
         model = payload.model.to(self.device, DTYPES[dtype])
-        # Score orders stay on the CPU: Pruner builds its top-k indices there.
-        pruner = Pruner(model, payload.layers, payload.scores, groups=payload.groups)
-        plain = self.device.type == "cpu" and dtype == "fp32"
-        runner = model if plain else OnDevice(model, self.device, DTYPES[dtype])
-        self.evaluator = Evaluator(runner, payload.task, pruner, payload.space)
+        if self.device.type != "cpu" or dtype != "fp32":
+            run_on(model, self.device, DTYPES[dtype])
+        spec = payload.spec
+        # As build_workbench assembles it. Score orders stay on the CPU, where Pruner
+        # builds its top-k indices.
+        pruner = Pruner(model, payload.layers, payload.scores, groups=spec.space.groups)
+        self.evaluator = Evaluator(model, payload.task, pruner, payload.space, spec=spec)
         self.build_seconds = time.perf_counter() - start
         self.threads = threads
 
@@ -261,6 +265,9 @@ class RayExecutor(Executor):
 
     def _new_actor(self) -> Any:
         return self._actor_cls.remote(self._payload, *self._args)
+
+    def __enter__(self) -> RayExecutor:
+        return self
 
     def wait_ready(self) -> list[dict[str, Any]]:
         """Block until every actor has built its evaluator; each actor's ``describe()``."""
