@@ -151,6 +151,17 @@ class EvalWorker:
     def evaluate(self, number: int, sparsities: Sequence[float], split: Split, fidelity: float) -> Outcome:
         return evaluate_outcome(self.evaluator, number, sparsities, split, fidelity)
 
+    def memory(self) -> dict[str, float]:
+        """Peak memory of this actor in bytes: resident set, and on a GPU what torch
+        allocated and reserved at most."""
+        import resource
+
+        out = {"peak_rss_bytes": float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}
+        if self.device.type == "cuda":
+            out["cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
+            out["cuda_max_reserved_bytes"] = float(torch.cuda.max_memory_reserved(self.device))
+        return out
+
     def describe(self) -> dict[str, Any]:
         import ray
 
@@ -297,6 +308,10 @@ class RayExecutor(Executor):
             if outs:
                 self._dispatch()
                 return outs
+
+    def memory(self) -> list[dict[str, float]]:
+        """Each actor's ``memory()`` (peak bytes, see ``EvalWorker.memory``)."""
+        return list(self._ray.get([s.actor.memory.remote() for s in self._slots]))
 
     def running(self) -> list[Running]:
         """The evaluations in flight now, with seconds since each was dispatched."""
