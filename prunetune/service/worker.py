@@ -82,6 +82,7 @@ class Worker:
         poll_s: float = 1.0,
         worker_id: str | None = None,
         migrate: bool = True,
+        max_attempts: int = 5,
     ) -> None:
         if lease_s <= 0 or poll_s <= 0:
             raise ValueError(f"lease_s and poll_s must be > 0; got {lease_s} and {poll_s}")
@@ -94,6 +95,8 @@ class Worker:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.id = worker_id or default_worker_id()
+        # A job whose runners keep dying (out of memory, a segfault) is failed, not retried forever.
+        self.max_attempts = max_attempts
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -127,6 +130,10 @@ class Worker:
         from prunetune.spec import SearchSpec
 
         log.info("runner %s: job %d (%s), attempt %d", self.id, job.id, job.name, job.attempts)
+        if job.attempts > self.max_attempts:
+            reason = f"gave up after {job.attempts - 1} attempts whose runners died (max_attempts={self.max_attempts})"
+            self.store.finish(job.id, self.id, JobState.FAILED, error=reason)
+            return JobState.FAILED
         best: list[tuple[int, float]] = (
             [] if job.best_trial is None or job.best_quality is None else [(job.best_trial, job.best_quality)]
         )
@@ -151,8 +158,15 @@ class Worker:
             try:
                 spec = SearchSpec.from_dict(job.spec)
                 if not hb.should_stop():
+                    # A scheduled job: seed it with the previous run's front, compare after.
+                    from prunetune.service.scheduler import record_comparison, warm_start_for
+
+                    warm, warm_from = warm_start_for(self.db, job.id)
                     run_job(spec, db=self.db, study_name=job.study_name, workers=self.workers,
-                            ray_address=self.ray_address, on_progress=progress, should_stop=hb.should_stop)
+                            ray_address=self.ray_address, on_progress=progress, should_stop=hb.should_stop,
+                            warm_start=warm)
+                    if not hb.should_stop():
+                        record_comparison(self.db, job.id, job.study_name, warm_from)
             except PrunetuneError as err:
                 error = str(err)
             except Exception as err:
