@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prunetune.spaces.layers import PrunableLayer
@@ -50,9 +51,12 @@ class InputNormAccumulator:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def _hook(self, name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             x = args[0].detach()
-            if self.token_mask is not None and x.shape[:-1] == self.token_mask.shape:
+            if isinstance(module, nn.Conv2d):  # patches, in the order of the weight's view
+                cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # type: ignore[arg-type]
+                x = cols.transpose(1, 2)
+            elif self.token_mask is not None and x.shape[:-1] == self.token_mask.shape:
                 x = x[self.token_mask]
             x = x.reshape(-1, x.shape[-1]).to(torch.float64)
             stats = self.stats[name]

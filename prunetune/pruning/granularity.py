@@ -17,8 +17,8 @@ SPEC_GRANULARITIES = ("unstructured", "2:4", "4:8", "heads", "neurons", "heads+n
 FAMILIES = ("unstructured", "N:M", "heads", "neurons", "blocks", "channels")
 
 _WEIGHT = set(FAMILIES)
-# Which granularity families each criterion supports. Wanda needs a Linear's inputs, so
-# conv channels are out; APoZ needs a post-activation output; |γ| needs a BatchNorm.
+# Which granularity families each criterion supports. APoZ needs a post-activation
+# output; |γ| needs a BatchNorm; the rest score any weight.
 SUPPORTED: dict[str, set[str]] = {
     "magnitude": _WEIGHT,
     "l1": _WEIGHT,
@@ -28,7 +28,7 @@ SUPPORTED: dict[str, set[str]] = {
     "taylor": _WEIGHT,
     "fisher": _WEIGHT,
     "monte-carlo": _WEIGHT,
-    "wanda": _WEIGHT - {"channels"},
+    "wanda": _WEIGHT,
     "apoz": {"neurons", "channels"},
     "bn-gamma": {"channels"},
 }

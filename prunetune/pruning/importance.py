@@ -37,6 +37,11 @@ class GradStats:
     def t(self) -> GradStats:
         return GradStats(self.abs_mean.t(), self.sq_mean.t(), self.taylor.t())
 
+    def as_view(self, rows: int, cols: int, transposed: bool) -> GradStats:
+        """Statistics laid out like a layer's ``(out, in)`` weight view."""
+        g = self.t() if transposed else self
+        return GradStats(*(x.reshape(rows, cols) for x in (g.abs_mean, g.sq_mean, g.taylor)))
+
 
 @dataclass
 class WeightStats:

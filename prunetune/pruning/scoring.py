@@ -67,9 +67,7 @@ def score_layers(
         grads = _grad_stats(model, [f"{layer.name}.weight" for layer in layers], _need_calibration(crit, calibration))
     out = {}
     for layer in layers:
-        g = None if grads is None else grads[f"{layer.name}.weight"]
-        if g is not None and layer.transposed:
-            g = g.t()
+        g = None if grads is None else grads[f"{layer.name}.weight"].as_view(layer.rows, layer.cols, layer.transposed)
         stats = WeightStats(None if inputs is None else inputs[layer.name], g)
         out[layer.name] = crit(weight_matrix(modules[layer.name], layer), stats).contiguous()
     return out
@@ -205,11 +203,11 @@ def score_units(
         g = None if grads is None else grads[n]
         layer = by_weight.get(n)
         if layer is not None:  # score the (out, in) view, so Wanda lines up with inputs
-            if g is not None and layer.transposed:
-                g = g.t()
+            if g is not None:
+                g = g.as_view(layer.rows, layer.cols, layer.transposed)
             stats = WeightStats(None if inputs is None else inputs[layer.name], g)
             s = crit(weight_matrix(model.get_submodule(layer.name), layer), stats)
-            elementwise[n] = s.t() if layer.transposed else s
+            elementwise[n] = (s.t() if layer.transposed else s).reshape(params[n].shape)
         else:
             elementwise[n] = crit(params[n], WeightStats(None, g))
         if crit.reduce == "l2":

@@ -2,7 +2,8 @@
 
 A prunable layer is a 2-D weight matrix that we view as ``(out_features, in_features)``:
 ``nn.Linear`` stores it that way; Hugging Face's ``Conv1D`` (GPT-2) stores ``(in, out)``,
-so its view is the transpose. Embeddings and output heads are excluded by default, since
+so its view is the transpose; an ``nn.Conv2d`` ``(out, in, kh, kw)`` is viewed as
+``(out, in * kh * kw)``, the layout of its unfolded input patches. Embeddings and output heads are excluded by default, since
 pruning them changes the vocabulary or the task head rather than the network's body.
 """
 
@@ -66,6 +67,8 @@ class PrunableLayer:
 def weight_matrix(module: nn.Module, layer: PrunableLayer) -> torch.Tensor:
     """The ``(out, in)`` view of a layer's weight; writes through to the parameter."""
     w: torch.Tensor = module.weight.data  # type: ignore[union-attr,assignment]
+    if w.dim() == 4:  # Conv2d: a view, since parameters are contiguous
+        return w.view(w.shape[0], -1)
     return w.t() if layer.transposed else w
 
 
@@ -102,6 +105,9 @@ def discover_layers(
         elif conv1d is not None and isinstance(module, conv1d):
             cols, rows = module.weight.shape  # type: ignore[attr-defined]
             transposed = True
+        elif isinstance(module, nn.Conv2d) and module.groups == 1:
+            rows, cols = module.weight.shape[0], module.weight[0].numel()
+            transposed = False
         else:
             continue
         candidates.append(name)
@@ -128,9 +134,9 @@ def discover_layers(
         for p in patterns:
             if not any(fnmatch.fnmatchcase(n, p) for n in candidates):
                 raise ValueError(
-                    f"{field}: pattern {p!r} matches no Linear/Conv1D layer; "
+                    f"{field}: pattern {p!r} matches no Linear/Conv1D/Conv2d layer; "
                     f"layers are named like {candidates[:3]}"
                 )
     if not found:
-        raise ValueError("no prunable layer found (nn.Linear or transformers Conv1D)")
+        raise ValueError("no prunable layer found (nn.Linear, nn.Conv2d or transformers Conv1D)")
     return found

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from pruning.tiny import image_calibration, small_cnn, tiny_bert, tiny_gpt2, tiny_llama, token_calibration
+from pruning.tiny import (
+    image_calibration,
+    small_cnn,
+    tiny_bert,
+    tiny_gpt2,
+    tiny_llama,
+    token_calibration,
+)
 from torch import nn
 
 from prunetune.api import export, load_pruned, prune

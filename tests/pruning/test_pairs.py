@@ -87,3 +87,11 @@ def test_pair_achieves_the_structure(criterion: str, family: str) -> None:
 
 def test_every_registered_criterion_has_a_test() -> None:
     assert {c for c, _ in PAIRS} == set(SUPPORTED)
+
+
+def test_conv_layers_prune_unstructured_on_their_patch_view() -> None:
+    model = small_cnn()
+    prune(model, 0.5, criterion="wanda", calibration=image_calibration(), include=("conv*",))
+    w = model.conv2.weight.reshape(12, -1)
+    assert torch.all((w == 0).sum(dim=1) == w.shape[1] // 2)
+    assert torch.count_nonzero(model.fc.weight) == model.fc.weight.numel()
