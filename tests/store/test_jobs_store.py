@@ -41,7 +41,7 @@ def test_upgrade_creates_our_tables_next_to_optunas_and_matches_the_models(db: s
     tables = set(sa.inspect(get_engine(db)).get_table_names())
     assert {"jobs", "schedules", "artifacts", "api_tokens", VERSION_TABLE} <= tables
     assert {"studies", "trials", "alembic_version"} <= tables  # Optuna's, untouched
-    assert current_revision(db) == "0001"
+    assert current_revision(db) == "0002"
     upgrade(db)  # idempotent
     with get_engine(db).connect() as conn:
         ctx = MigrationContext.configure(conn, opts={
@@ -59,7 +59,7 @@ def test_concurrent_upgrades_from_several_processes_agree(tmp_path) -> None:  # 
     code = f"from prunetune.store.db import upgrade; upgrade({url!r})"
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
     assert [p.wait() for p in procs] == [0, 0, 0]
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == "0002"
 
 
 def test_submit_get_list_and_study_name(db: str) -> None:
@@ -162,3 +162,16 @@ def test_tokens_are_stored_hashed_and_verified(db: str) -> None:
     assert len(stored) == 1 and token not in stored[0] and stored[0][1] != token
     assert revoke_token(db, token)
     assert verify_token(db, token) is None
+
+
+def test_a_job_whose_runners_keep_dying_is_failed_not_retried_forever(db: str) -> None:
+    from prunetune.service.worker import Worker
+
+    store = JobStore(db)
+    (job_id,) = _submit(store)
+    for i in range(2):
+        assert store.claim(f"dead{i}", lease_s=0.05) is not None
+        time.sleep(0.1)
+    assert Worker(db, max_attempts=2, migrate=False).run_one(job_id) is JobState.FAILED
+    job = store.get(job_id)
+    assert job.state is JobState.FAILED and job.attempts == 3 and "gave up after 2 attempts" in (job.error or "")
