@@ -130,6 +130,7 @@ class EvolutionarySearch(Strategy):
         self._parent: TrialResult | None = None
         self._anchor: float | None = None  # the parent's quality at screening fidelity
         self._confirm: list[Candidate] = []
+        self._screened: dict[tuple[float, ...], float] = {}
         self._screen_failures = 0
         self._results: list[TrialResult] = []
 
@@ -188,6 +189,7 @@ class EvolutionarySearch(Strategy):
                 ):
                     self.screen = 1.0  # the task cannot score slices: evaluate at full fidelity
                 return
+            self._screened[cand.sparsities] = float(r.quality)  # type: ignore[arg-type]
             if cand.origin == "anchor":
                 if self._parent is not None and cand.sparsities == self._parent.candidate.sparsities:
                     self._anchor = r.quality
@@ -200,7 +202,8 @@ class EvolutionarySearch(Strategy):
         assert r.quality is not None
         if self._parent is None or r.quality > (self._parent.quality or float("-inf")):
             self._parent = r
-            self._anchor = None
+            # A confirmed offspring was screened already: its slice score is the new anchor.
+            self._anchor = self._screened.get(cand.sparsities)
 
     # -- Pareto mode: NSGA-II ------------------------------------------------------------
 
