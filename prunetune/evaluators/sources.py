@@ -78,17 +78,20 @@ def load_hf_directory(path: str, name: str | None = None) -> LoadedModel:
     )
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True)
-    arch = " ".join(getattr(config, "architectures", None) or [])
+    arch = list(getattr(config, "architectures", None) or [])
     auto: Any = AutoModel
-    if arch.endswith("ForCausalLM") or "ForCausalLM " in arch:
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in arch):
         auto = AutoModelForCausalLM
-    elif "ForSequenceClassification" in arch:
+    elif any(a.endswith("ForSequenceClassification") for a in arch):
         auto = AutoModelForSequenceClassification
     model = auto.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError, TypeError):
         tokenizer = None  # e.g. a byte-level model: the causal-lm task falls back to bytes
+    if tokenizer is not None and len(tokenizer) <= 1:
+        # transformers may build an empty tokenizer from config alone: there is none.
+        tokenizer = None
     model.eval()
     return LoadedModel(model=model, name=name or os.path.basename(path.rstrip("/")), tokenizer=tokenizer)
 

@@ -192,6 +192,20 @@ class EmbeddingTask(Task):
     def token_mask(self, batch: Any) -> torch.Tensor:
         return batch["attention_mask"].bool()
 
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """In-batch contrastive loss (InfoNCE, temperature 0.05) between the mean-pooled
+        first and second halves of each text's real tokens. Label-free and non-zero on the
+        dense model, so gradient criteria (Taylor, Fisher) get a signal from this task."""
+        hidden = self.forward(model, batch).float()
+        mask = batch["attention_mask"].to(hidden.dtype)
+        first = mask * (mask.cumsum(1) <= mask.sum(1, keepdim=True) / 2).to(hidden.dtype)
+        halves = [
+            F.normalize((hidden * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1), dim=-1)
+            for m in (first, mask - first)
+        ]
+        logits = halves[0] @ halves[1].T / 0.05
+        return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
     def _pool(self, hidden: torch.Tensor, batch: Any) -> torch.Tensor:
         m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1), dim=-1)
