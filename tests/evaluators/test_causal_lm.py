@@ -86,7 +86,7 @@ def test_coarse_kl_is_exact_with_full_vocabulary_and_a_bound_otherwise() -> None
 def test_too_little_text_names_the_fields(tiny_llama_dir: Path) -> None:
     loaded = load_hf_directory(str(tiny_llama_dir))
     spec = TaskSpec(kind="causal-lm", calibration=100_000, search=1, report=1, max_length=512)
-    with pytest.raises(SpecError, match="task.calibration"):
+    with pytest.raises(SpecError, match=r"task\.calibration"):
         CausalLMTask(loaded, spec)
     assert ByteTokenizer().encode("é") == [195, 169]
     assert math.isfinite(float(len(ByteTokenizer().encode("x"))))

@@ -95,7 +95,7 @@ def test_embedding_without_distillation_names_the_field(minilm_bench) -> None:  
     recovery = Recovery(minilm_bench.loaded.model, minilm_bench.task, minilm_bench.layers, spec)
     if type(minilm_bench.task).loss is not type(minilm_bench.task).__mro__[1].loss:
         pytest.skip("the embedding task defines its own loss")
-    with minilm_bench.pruner.applied([0.5] * minilm_bench.space.dim), pytest.raises(SpecError, match="recovery.distill"):
+    with minilm_bench.pruner.applied([0.5] * minilm_bench.space.dim), pytest.raises(SpecError, match=r"recovery\.distill"):
         try:
             recovery.run()
         finally:
@@ -105,7 +105,7 @@ def test_embedding_without_distillation_names_the_field(minilm_bench) -> None:  
 def test_spec_accepts_recovery_and_rejects_bad_values() -> None:
     spec = SearchSpec.from_dict(minilm_spec_dict(recovery={"steps": 100, "distill": True, "schedule": "cyclic"}))
     assert spec.recovery.steps == 100 and spec.recovery.schedule == "cyclic"
-    with pytest.raises(SpecError, match="recovery.schedule"):
+    with pytest.raises(SpecError, match=r"recovery\.schedule"):
         SearchSpec.from_dict(minilm_spec_dict(recovery={"steps": 1, "schedule": "sometimes"}))
-    with pytest.raises(SpecError, match="recovery.lr"):
+    with pytest.raises(SpecError, match=r"recovery\.lr"):
         SearchSpec.from_dict(minilm_spec_dict(recovery={"steps": 1, "lr": 0}))
