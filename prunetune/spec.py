@@ -19,7 +19,7 @@ from prunetune.errors import SpecError
 
 BUNDLED_MODELS = ("minilm", "digits")
 TASK_KINDS = ("embedding", "classification", "causal-lm", "callable")
-GRANULARITIES = ("unstructured",)
+GRANULARITIES = ("unstructured", "2:4", "4:8", "heads", "neurons", "heads+neurons", "blocks", "channels")
 GROUPINGS = ("per-layer",)
 
 
@@ -110,7 +110,11 @@ class SpaceSpec(_Strict):
     of weights in [0, 1); ``step`` is the search grid.
     """
 
-    granularity: Literal["unstructured"] = "unstructured"
+    # Structured granularities give each unit (a block's heads, its MLP neurons, a conv's
+    # channels, all blocks) one entry whose sparsity is the fraction of structures removed.
+    granularity: Literal[
+        "unstructured", "2:4", "4:8", "heads", "neurons", "heads+neurons", "blocks", "channels"
+    ] = "unstructured"
     criterion: str = "wanda"
     grouping: Literal["per-layer"] = "per-layer"
     groups: Literal["row", "layer"] = "row"
@@ -133,6 +137,9 @@ class SpaceSpec(_Strict):
     def _bounds(self) -> SpaceSpec:
         if self.min > self.max:
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        from prunetune.pruning.granularity import check_pair, parse_granularity
+
+        check_pair(self.criterion, parse_granularity(self.granularity))
         return self
 
 

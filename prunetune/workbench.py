@@ -17,10 +17,12 @@ from prunetune.evaluators.evaluator import Evaluator
 from prunetune.evaluators.sources import LoadedModel, load_model
 from prunetune.evaluators.tasks import Task, build_task
 from prunetune.pruning.cache import ScoreCache, cache_key
-from prunetune.pruning.calibration import collect_input_stats
-from prunetune.pruning.importance import get_criterion
+from prunetune.pruning.calibration import Calibration
+from prunetune.pruning.granularity import build_pruner, parse_granularity, search_entries
 from prunetune.pruning.masks import Pruner
-from prunetune.spaces.layers import PrunableLayer, discover_layers, weight_matrix
+from prunetune.pruning.scoring import score_layers, score_units
+from prunetune.pruning.structures import StructureUnit
+from prunetune.spaces.layers import PrunableLayer
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
 
@@ -38,25 +40,23 @@ class Workbench:
     evaluator: Evaluator
     fingerprint: str
     timings: dict[str, float] = field(default_factory=dict)
+    units: list[StructureUnit] = field(default_factory=list)  # structured granularities
 
 
 def compute_scores(
-    loaded: LoadedModel, task: Task, layers: list[PrunableLayer], criterion_name: str
+    loaded: LoadedModel,
+    task: Task,
+    layers: list[PrunableLayer],
+    criterion_name: str,
+    units: list[StructureUnit] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Importance scores of every layer's ``(out, in)`` view (one calibration pass)."""
-    criterion = get_criterion(criterion_name)
-    stats = None
-    if criterion.needs_inputs:
-        stats = collect_input_stats(
-            loaded.model, layers, task.calibration_batches(), task.forward, task.token_mask
-        )
-    modules = dict(loaded.model.named_modules())
-    return {
-        layer.name: criterion(
-            weight_matrix(modules[layer.name], layer), None if stats is None else stats[layer.name]
-        ).contiguous()
-        for layer in layers
-    }
+    """Importance scores of every layer's ``(out, in)`` view, or of every structure of
+    ``units`` for structured granularities (one calibration pass; gradient criteria use
+    ``task.loss``)."""
+    calibration = Calibration(task.calibration_batches(), task.forward, task.loss, task.token_mask)
+    if units:
+        return score_units(loaded.model, units, criterion_name, calibration)
+    return score_layers(loaded.model, layers, criterion_name, calibration)
 
 
 def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbench:
@@ -69,7 +69,9 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
 
     t = time.perf_counter()
     task = build_task(loaded, spec.task)
-    layers = discover_layers(loaded.model, spec.space.include, spec.space.exclude)
+    granularity = parse_granularity(spec.space.granularity)
+    # Structured granularities: one entry per unit (a block's heads, its MLP neurons...).
+    layers, units = search_entries(loaded.model, granularity, spec.space.include, spec.space.exclude)
     total = sum(p.numel() for p in loaded.model.parameters())
     prunable = sum(layer.numel for layer in layers)
     space = SearchSpace(
@@ -85,15 +87,19 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
 
     t = time.perf_counter()
     cache = cache or ScoreCache()
+    # Structured scores differ from per-weight ones; unstructured keys stay as they were
+    # (search/context.py and workers/ray_pool.py rebuild the same key).
+    extra: dict[str, str] = {} if spec.space.granularity == "unstructured" else {"granularity": spec.space.granularity}
     key = cache_key(
         model=fingerprint,
         criterion=spec.space.criterion,
         calibration=task.data_hashes()["calibration"],
         layers=[layer.name for layer in layers],
+        **extra,
     )
     scores = cache.get(key)
     if scores is None:
-        scores = compute_scores(loaded, task, layers, spec.space.criterion)
+        scores = compute_scores(loaded, task, layers, spec.space.criterion, units)
         cache.put(key, scores)
         log.info("scored %d layers with %s", len(layers), spec.space.criterion)
     timings["scores"] = time.perf_counter() - t
@@ -101,6 +107,6 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
     t = time.perf_counter()
     task.prepare(loaded.model)
     timings["dense_reference"] = time.perf_counter() - t
-    pruner = Pruner(loaded.model, layers, scores, groups=spec.space.groups)
+    pruner = build_pruner(loaded.model, granularity, layers, units, scores, groups=spec.space.groups)
     evaluator = Evaluator(loaded.model, task, pruner, space, spec=spec)
-    return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings)
+    return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings, units)

@@ -120,7 +120,10 @@ class Calibration:
 
     def loss_of(self, model: nn.Module, batch: Any) -> torch.Tensor:
         if self.loss is not None:
-            return self.loss(model, batch)
+            try:
+                return self.loss(model, batch)
+            except NotImplementedError as err:  # a Task without a loss
+                raise ValueError(f"this criterion needs a loss, and the task has none: {err}") from None
         out = self.forward(model, batch)
         loss = getattr(out, "loss", None)
         if loss is None and isinstance(out, dict):

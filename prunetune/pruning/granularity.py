@@ -8,10 +8,17 @@ whole structures; ``heads+neurons`` gives each block's attention and MLP one ent
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import torch
+from torch import nn
+
 from prunetune.pruning.importance import CRITERIA
-from prunetune.pruning.masks import parse_nm
+from prunetune.pruning.masks import Groups, Pruner, parse_nm
+from prunetune.pruning.structured import StructuredPruner
+from prunetune.pruning.structures import StructureUnit, find_units
+from prunetune.spaces.layers import PrunableLayer, discover_layers
 
 SPEC_GRANULARITIES = ("unstructured", "2:4", "4:8", "heads", "neurons", "heads+neurons", "blocks", "channels")
 FAMILIES = ("unstructured", "N:M", "heads", "neurons", "blocks", "channels")
@@ -98,3 +105,30 @@ def support_table() -> str:
         for c in CRITERIA
     ]
     return "\n".join([head, rule, *rows])
+
+
+def search_entries(
+    model: nn.Module, granularity: Granularity, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> tuple[list[PrunableLayer], list[StructureUnit]]:
+    """The allocation entries a search sees for ``granularity``: prunable layers, or one
+    entry per structure unit (``unit.as_layer()``: rows = structures, cols = parameters
+    per structure), with the units themselves."""
+    layers = discover_layers(model, include, exclude)
+    if not granularity.structured:
+        return layers, []
+    units = find_units(model, granularity.kinds, layers)
+    return [u.as_layer() for u in units], units
+
+
+def build_pruner(
+    model: nn.Module,
+    granularity: Granularity,
+    entries: Sequence[PrunableLayer],
+    units: Sequence[StructureUnit],
+    scores: Mapping[str, torch.Tensor],
+    groups: Groups = "row",
+) -> Pruner:
+    """The in-place masker for a search: top-k over cached scores, exact restore."""
+    if granularity.structured:
+        return StructuredPruner(model, units, scores)
+    return Pruner(model, entries, scores, groups=groups, pattern=granularity.pattern)

@@ -80,7 +80,7 @@ def _objective(model: nn.Module, calibration: Calibration) -> Callable[[], float
     try:
         with torch.inference_mode():
             calibration.loss_of(model, batches[0])
-    except ValueError:
+    except (ValueError, NotImplementedError):  # no loss: measure the output instead
         with torch.inference_mode():
             dense = [_output_tensor(calibration.forward(model, b)).float() for b in batches]
 
