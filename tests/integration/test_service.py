@@ -141,11 +141,19 @@ def test_sigkilled_runner_is_resumed_by_another_without_rerunning_trials(
     budget = 60
     job_id = service.submit(digits_spec_dict(budget={"trials": budget}))["id"]
     first = worker(procs, db, "first")
-    before = poll(lambda: (c := complete_trials(service, job_id)) and len(c) >= 5 and c, procs, first)
+
+    def mid_trial() -> dict[int, dict[str, Any]] | None:
+        # Kill while a trial is RUNNING (as it nearly always is), to leave a stale one.
+        trials = service.trials(job_id)
+        done = {t["trial"]: t for t in trials if t["state"] == "complete"}
+        return done if len(done) >= 5 and any(t["state"] == "running" for t in trials) else None
+
+    before = poll(mid_trial, procs, first, every=0.05)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     crashed = service.get(job_id)
     assert crashed["state"] == "running" and crashed["trials_done"] < budget, "killed too late"
+    left_running = [t for t in service.trials(job_id) if t["state"] == "running"]
 
     second = worker(procs, db, "second")
     poll(lambda: service.get(job_id)["state"] != "running", procs, second, every=0.3)
@@ -160,10 +168,11 @@ def test_sigkilled_runner_is_resumed_by_another_without_rerunning_trials(
     for number, t in before.items():
         assert complete[number] == t  # unchanged: same allocation, values, timestamps
     stale = [t for t in trials if t["stale"]]
+    assert [t["trial"] for t in stale] == [t["trial"] for t in left_running]
     assert all(t["state"] == "fail" for t in stale)
     assert len(trials) == budget + len(stale)
-    redone = [t["allocation"] for t in complete.values()]
-    assert all(t["allocation"] in redone for t in stale if t["allocation"])  # asked again
+    redone = [t["allocation"] for n, t in complete.items() if n > max(before)]
+    assert all(t["allocation"] in redone for t in stale)  # their candidates were asked again
     assert not any(t["state"] == "running" for t in trials)
 
 
