@@ -93,11 +93,30 @@ def run(
     )
 
 
+@app.command()
+def dashboard(
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL of the service database")] = DEFAULT_DB,
+    host: Annotated[str, typer.Option(help="interface to bind; 0.0.0.0 exposes it")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8080,
+) -> None:
+    """optuna-dashboard on the job database: every job's study, objectives named,
+    per-layer sparsities as parameters, strategy and REPORT-split scores as attributes."""
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:  # pragma: no cover - a declared dependency
+        fail("the dashboard needs optuna-dashboard: pip install optuna-dashboard")
+    from prunetune.report.dashboard import open_dashboard_storage
+
+    run_server(open_dashboard_storage(db), host=host, port=port)
+
+
 def _register_service_commands() -> None:
     # serve, worker, token create, submit, status, front, cancel, export
     from prunetune.service.commands import register
+    from prunetune.service.schedule_commands import register as register_schedules
 
     register(app)
+    register_schedules(app)  # scheduler, schedule, schedules
 
 
 _register_service_commands()

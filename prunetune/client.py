@@ -106,6 +106,12 @@ class Job:
     def export(self, trial: int, out: str | Path) -> dict[str, Any]:
         return self.client.export(self.id, trial, out)
 
+    def comparison(self) -> dict[str, Any] | None:
+        return self.client.comparison(self.id)
+
+    def report(self) -> str:
+        return self.client.report(self.id)
+
 
 def _spec_payload(spec: Any) -> dict[str, Any]:
     from prunetune.spec import SearchSpec
@@ -159,8 +165,26 @@ class _Http:
     def export(self, job_id: int, trial: int, out: str) -> Any:
         return self.call("POST", f"/jobs/{job_id}/export", json={"trial": trial, "out": out})
 
-    def schedule(self, spec: dict[str, Any], cron: str, name: str) -> Any:
-        return self.call("POST", "/schedules", json={"spec": spec, "cron": cron, "name": name})
+    def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
+        return self.call("POST", "/schedules", json={"spec": spec, "cron": cron, "name": name, **options})
+
+    def schedules(self) -> Any:
+        return self.call("GET", "/schedules")
+
+    def schedule_runs(self, key: int | str) -> Any:
+        return self.call("GET", f"/schedules/{key}/runs")
+
+    def set_schedule_enabled(self, key: int | str, enabled: bool) -> Any:
+        return self.call("PATCH", f"/schedules/{key}", json={"enabled": enabled})
+
+    def comparison(self, job_id: int) -> Any:
+        return self.call("GET", f"/jobs/{job_id}/comparison")
+
+    def report(self, job_id: int) -> str:
+        resp = self.http.get(f"/jobs/{job_id}/report")
+        if resp.status_code >= 400:
+            return str(self.call("GET", f"/jobs/{job_id}/report"))  # raises with the error
+        return resp.text
 
     def close(self) -> None:
         self.http.close()
@@ -204,8 +228,23 @@ class _Embedded:
     def export(self, job_id: int, trial: int, out: str) -> Any:
         return self.call(self.service.export, job_id, trial, out)
 
-    def schedule(self, spec: dict[str, Any], cron: str, name: str) -> Any:
-        return self.call(self.service.schedule, spec, cron, name, self.owner)
+    def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
+        return self.call(lambda: self.service.schedule(spec, cron, name, self.owner, **options))
+
+    def schedules(self) -> Any:
+        return self.call(self.service.schedules)
+
+    def schedule_runs(self, key: int | str) -> Any:
+        return self.call(self.service.schedule_runs, key)
+
+    def set_schedule_enabled(self, key: int | str, enabled: bool) -> Any:
+        return self.call(self.service.set_schedule_enabled, key, enabled)
+
+    def comparison(self, job_id: int) -> Any:
+        return self.call(self.service.comparison, job_id)
+
+    def report(self, job_id: int) -> str:
+        return str(self.call(self.service.report, job_id))
 
     def run_here(self, job_id: int, on_progress: Callable[[int, int], None]) -> None:
         from prunetune.service.worker import Worker
@@ -294,9 +333,49 @@ class Client:
         """Write a completed trial's pruned model to ``out`` (a folder where the service runs)."""
         return dict(self._backend.export(job_id, trial, str(out)))
 
-    def schedule(self, spec: Any, cron: str, name: str) -> dict[str, Any]:
-        """Register a recurring search (the ``prunetune scheduler`` process enqueues it)."""
-        return dict(self._backend.schedule(_spec_payload(spec), cron, name))
+    def schedule(self, spec: Any, cron: str, name: str, *, timezone: str = "UTC", catch_up: str = "once",
+                 warm_start: bool = True, reseed: bool = True) -> dict[str, Any]:
+        """Register a recurring search (the ``prunetune scheduler`` process enqueues it).
+
+        ``cron`` is read in ``timezone`` (IANA name). ``catch_up``: after downtime run the
+        missed windows ``once`` (one run), ``all`` (one each) or ``skip`` them.
+        ``warm_start``: seed each run's strategy with the previous run's front.
+        ``reseed``: a different seed each run. See :mod:`prunetune.service.scheduler`.
+
+        Raises:
+            SpecError: a bad spec, cron expression, zone or policy (``err.field`` names it).
+        """
+        try:
+            return dict(self._backend.schedule(_spec_payload(spec), cron, name, timezone=timezone,
+                                               catch_up=catch_up, warm_start=warm_start, reseed=reseed))
+        except ClientError as err:
+            if err.status == 422 and err.field:
+                raise SpecError(err.field, err.value, err.allowed or str(err)) from None
+            raise
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return list(self._backend.schedules())
+
+    def schedule_runs(self, schedule: int | str) -> list[dict[str, Any]]:
+        """A schedule's firings (fire time, job id, who enqueued it), oldest first."""
+        return list(self._backend.schedule_runs(schedule))
+
+    def pause_schedule(self, schedule: int | str) -> dict[str, Any]:
+        return dict(self._backend.set_schedule_enabled(schedule, False))
+
+    def resume_schedule(self, schedule: int | str) -> dict[str, Any]:
+        """Resume at the next window (windows paused over are not run)."""
+        return dict(self._backend.set_schedule_enabled(schedule, True))
+
+    def comparison(self, job_id: int) -> dict[str, Any] | None:
+        """A scheduled job's front against the previous run's: verdict (improved, equal,
+        regressed), hypervolumes, delta, split, reference point; None if not compared."""
+        got = self._backend.comparison(job_id)
+        return None if got is None else dict(got)
+
+    def report(self, job_id: int) -> str:
+        """The job report (front.html) as an HTML string."""
+        return self._backend.report(job_id)
 
     # Last in the class: below this line `list` would name the method, not the builtin.
     def list(self, state: str | None = None) -> list[JobStatus]:

@@ -1,4 +1,5 @@
-"""Job outputs: front.csv, front.json, front.html (plotly, self-contained), trials.csv."""
+"""Job outputs: front.csv, front.json, front.html (the job report, see
+:mod:`prunetune.report.html`), trials.csv."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from prunetune.search.base import TrialResult
+from prunetune.report.html import ReportData, render_report
 from prunetune.search.controller import SearchOutcome
 
 
@@ -98,34 +99,11 @@ def front_json(outcome: SearchOutcome) -> dict[str, Any]:
     }
 
 
-def front_figure(outcome: SearchOutcome) -> Any:
-    import plotly.graph_objects as go
-
-    q = outcome.quality_name
-    ok: list[TrialResult] = [r for r in outcome.results if r.ok]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(
-        x=[r.size for r in ok], y=[r.quality for r in ok], mode="markers", name="trials (search split)",
-        marker={"color": "#bbbbbb", "size": 6}, text=[f"trial {r.number}" for r in ok],
-    ))
-    rows = front_rows(outcome)
-    fig.add_trace(go.Scatter(
-        x=[row["nonzero_params"] for row in rows], y=[row[f"report_{q}"] for row in rows],
-        mode="lines+markers", name="front (report split)", marker={"color": "#d62728", "size": 9},
-        text=[f"trial {row['trial']}, sparsity {row['sparsity']:.3f}" for row in rows],
-    ))
-    fig.update_layout(
-        title=f"Pareto front: {q} vs nonzero parameters",
-        xaxis_title="nonzero parameters", yaxis_title=q, template="plotly_white",
-    )
-    return fig
-
-
 def write_outputs(outcome: SearchOutcome, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     paths = {name: out_dir / name for name in ("front.csv", "front.json", "front.html", "trials.csv")}
     _atomic_write(paths["front.csv"], _csv_text(front_rows(outcome)))
     _atomic_write(paths["trials.csv"], _csv_text(_trial_rows(outcome)))
     _atomic_write(paths["front.json"], json.dumps(front_json(outcome), indent=2, default=str))
-    _atomic_write(paths["front.html"], front_figure(outcome).to_html(include_plotlyjs=True, full_html=True))
+    _atomic_write(paths["front.html"], render_report(ReportData.from_outcome(outcome)))
     return paths

@@ -10,7 +10,7 @@ import logging
 import platform
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,22 +82,30 @@ def run_job(
     on_progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     bench: Workbench | None = None,
+    warm_start: Sequence[Mapping[str, float]] = (),
 ) -> SearchOutcome:
     """Run (or resume) the search a spec describes and return its outcome.
 
     Trials go to the Optuna study ``study_name`` in ``db`` (a new name when None); a study
     that already holds trials is resumed: finished trials are kept, trials left RUNNING
-    are failed as stale and their candidates evaluated again.
+    are failed as stale and their candidates evaluated again. ``warm_start``: allocations
+    (layer name -> sparsity, e.g. a previous run's front) the strategy evaluates first;
+    ones that do not name exactly this model's prunable layers are skipped.
     """
     start = time.perf_counter()
     bench = bench or build_workbench(spec)
     strategy = build_strategy(spec, bench.space, context=lambda: workbench_context(bench))
+    names = bench.space.names
+    seeds = [[float(a[n]) for n in names] for a in warm_start if set(a) == set(names)]
+    if seeds:
+        strategy.warm_start(seeds)
     study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
     recorder = TrialRecorder(db, study_name, bench.space, bench.task.quality_name)
     dense = bench.task.dense_reference()
     prov = provenance(spec, bench)
     recorder.set_attrs({"spec": spec.to_dict(), "dense": dense, "provenance": prov,
-                        "strategy": spec.strategy.name, "mode": spec.mode})
+                        "strategy": spec.strategy.name, "mode": spec.mode, "warm_start": len(seeds),
+                        "params_total": bench.space.extra_params + bench.space.prunable_params})
     n_workers = spec.resources.workers if workers is None else workers
     with make_executor(bench, n_workers, ray_address, job_dir=out_dir) as executor:
         controller = Controller(
@@ -110,6 +118,10 @@ def run_job(
         todo = [r for r in front if r.number not in known]
         for number, metrics in score_report(executor, todo).items():
             recorder.set_report(number, metrics)
+        from prunetune.report.baselines import job_baselines
+
+        stopped = should_stop is not None and should_stop()
+        baselines = job_baselines(spec, bench, executor, recorder, stopped=stopped)
     outcome = SearchOutcome(
         results=results,
         front=front,
@@ -120,7 +132,7 @@ def run_job(
         eval_seconds=controller.eval_seconds,
         extra={"study_name": study_name, "provenance": prov, "timings": bench.timings,
                "layers": bench.space.names, "prunable_params": bench.space.prunable_params,
-               "mode": spec.mode, "strategy": spec.strategy.name},
+               "mode": spec.mode, "strategy": spec.strategy.name, "baselines": baselines},
     )
     if out_dir is not None:
         from prunetune.reporting import write_outputs

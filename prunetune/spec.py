@@ -214,6 +214,15 @@ class ResourcesSpec(_Strict):
     max_retries: int = Field(2, ge=0, le=100)
 
 
+class ReportSpec(_Strict):
+    """The job report (``front.html``): baselines drawn beside the front, each scored on
+    the REPORT split at ``levels`` overall sparsities (budget mode: at the target).
+    ``baselines: []`` turns them off."""
+
+    baselines: tuple[Literal["uniform", "owl"], ...] = ("uniform", "owl")
+    levels: int = Field(4, ge=1, le=20)
+
+
 class SearchSpec(_Strict):
     name: str = Field("job", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     model: ModelSpec
@@ -226,6 +235,8 @@ class SearchSpec(_Strict):
     recovery: RecoverySpec = Field(default_factory=RecoverySpec)  # type: ignore[arg-type]
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)  # type: ignore[arg-type]
     seed: int = Field(0, ge=0, le=2**32 - 1)
+    # None: the default report (uniform and OWL baselines); left out of the spec's hash.
+    report: ReportSpec | None = None
 
     @model_validator(mode="after")
     def _task_fits_model(self) -> SearchSpec:

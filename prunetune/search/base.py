@@ -164,11 +164,17 @@ class Strategy(ABC):
         """Learn from finished trials. Failed trials arrive too (``result.ok`` is False)."""
 
     def warm_start(self, allocations: Sequence[Sequence[float]]) -> None:
-        """Evaluate these allocations first (projected onto the budget in budget mode)."""
+        """Evaluate these allocations first: projected onto the budget in budget mode;
+        in Pareto mode clipped to the bounds but not snapped to the grid, so a previous
+        run's front (often off the grid after projection) is re-evaluated exactly."""
+        sp = self.space
         for a in allocations:
-            if len(a) != self.space.dim:
-                raise ValueError(f"warm-start allocation has {len(a)} entries; the space has {self.space.dim} layers")
-            self._warm.append(tuple(self.space.project(a)))
+            if len(a) != sp.dim:
+                raise ValueError(f"warm-start allocation has {len(a)} entries; the space has {sp.dim} layers")
+            if sp.target is None:
+                self._warm.append(tuple(min(max(float(s), sp.lo), sp.hi) for s in a))
+            else:
+                self._warm.append(tuple(sp.project(a)))
 
     def warm_start_named(self, items: Sequence[Any], levels: int = 5) -> None:
         """Warm start from spec values: ``"uniform"`` (in Pareto mode, ``levels`` uniform

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -38,6 +38,14 @@ class ScheduleRequest(BaseModel):
     spec: dict[str, Any]
     cron: str = Field(min_length=1, examples=["0 2 * * *"])
     name: str = Field(min_length=1, max_length=100)
+    timezone: str = Field("UTC", description="IANA zone the cron is read in", examples=["Europe/Berlin"])
+    catch_up: str = Field("once", description="after downtime: once | all | skip")
+    warm_start: bool = Field(True, description="seed each run with the previous run's front")
+    reseed: bool = Field(True, description="a different seed for each run")
+
+
+class ScheduleUpdate(BaseModel):
+    enabled: bool
 
 
 class ApiError(Exception):
@@ -144,6 +152,27 @@ def create_app(db: str) -> FastAPI:
 
     @app.post("/schedules", status_code=201)
     def schedule(body: ScheduleRequest, who: str = Depends(owner)) -> dict[str, Any]:
-        return service.schedule(body.spec, body.cron, body.name, owner=who)
+        return service.schedule(body.spec, body.cron, body.name, owner=who, timezone=body.timezone,
+                                catch_up=body.catch_up, warm_start=body.warm_start, reseed=body.reseed)
+
+    @app.get("/schedules")
+    def schedules(who: str = Depends(owner)) -> list[dict[str, Any]]:
+        return service.schedules()
+
+    @app.get("/schedules/{key}/runs")
+    def schedule_runs(key: str, who: str = Depends(owner)) -> list[dict[str, Any]]:
+        return service.schedule_runs(int(key) if key.isdigit() else key)
+
+    @app.patch("/schedules/{key}")
+    def update_schedule(key: str, body: ScheduleUpdate, who: str = Depends(owner)) -> dict[str, Any]:
+        return service.set_schedule_enabled(int(key) if key.isdigit() else key, body.enabled)
+
+    @app.get("/jobs/{job_id}/comparison")
+    def comparison(job_id: int, who: str = Depends(owner)) -> dict[str, Any] | None:
+        return service.comparison(job_id)
+
+    @app.get("/jobs/{job_id}/report", response_class=HTMLResponse)
+    def report(job_id: int, who: str = Depends(owner)) -> HTMLResponse:
+        return HTMLResponse(service.report(job_id))
 
     return app

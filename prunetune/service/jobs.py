@@ -157,10 +157,53 @@ class JobService:
                                      sparsity=t.user_attrs.get("sparsity"), nbytes=written["nbytes"])
         return {**row, "format": written["format"]}
 
-    def schedule(self, spec_data: Any, cron: str, name: str, owner: str = "local") -> dict[str, Any]:
+    # -- schedules, comparisons, reports (prunetune.service.scheduler, prunetune.report) ---
+
+    def schedule(self, spec_data: Any, cron: str, name: str, owner: str = "local", *,
+                 timezone: str = "UTC", catch_up: str = "once", warm_start: bool = True,
+                 reseed: bool = True) -> dict[str, Any]:
+        from prunetune.service.scheduler import create_schedule
+
         spec = parse_spec(spec_data)
-        _check_cron(cron)
-        return self.jobs.add_schedule(name=name, cron=cron, spec=spec.to_dict(), owner=owner)
+        return create_schedule(self.db, spec.to_dict(), cron=cron, name=name, tz=timezone,
+                               catch_up=catch_up, warm_start=warm_start, reseed=reseed, owner=owner).to_json()
+
+    def schedules(self) -> list[dict[str, Any]]:
+        from prunetune.store.schedules import ScheduleStore
+
+        return [s.to_json() for s in ScheduleStore(self.db).list_schedules()]
+
+    def schedule_runs(self, key: int | str) -> list[dict[str, Any]]:
+        from prunetune.store.schedules import ScheduleStore
+
+        return ScheduleStore(self.db).runs(key)
+
+    def set_schedule_enabled(self, key: int | str, enabled: bool) -> dict[str, Any]:
+        from prunetune.service.scheduler import resume_schedule
+        from prunetune.store.schedules import ScheduleStore
+
+        if enabled:
+            return resume_schedule(self.db, key).to_json()
+        return ScheduleStore(self.db).set_enabled(key, False).to_json()
+
+    def comparison(self, job_id: int) -> dict[str, Any] | None:
+        """How a scheduled job's front compares with the previous run's (None if not compared)."""
+        from prunetune.store.schedules import ScheduleStore
+
+        return ScheduleStore(self.db).comparison(job_id)
+
+    def report(self, job_id: int) -> str:
+        """The job report (front.html) drawn from the job's study."""
+        from prunetune.report.fronts import load_front
+        from prunetune.report.html import ReportData, render_report
+
+        info = self.jobs.get(job_id)
+        try:
+            front = load_front(self.storage, info.study_name)
+        except KeyError:
+            raise ConflictError("job", job_id, "the job has not started; its report exists once it has trials") from None
+        title = f"job {job_id}: {info.name} ({info.state.value})"
+        return render_report(ReportData.from_study(front, title, self.comparison(job_id)))
 
 
 def _check_cron(cron: str) -> None:

@@ -132,8 +132,55 @@ class Schedule(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The cron is read in this IANA zone ("0 2 * * *" at 02:00 Berlin time, DST included).
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    # After downtime: "once" (one run for all missed windows), "all" (one per window),
+    # "skip" (none; wait for the next window). See prunetune.service.scheduler.
+    catch_up: Mapped[str] = mapped_column(String(16), default="once", server_default="once")
+    warm_start: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    reseed: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
     __table_args__ = (UniqueConstraint("name", name="uq_schedules_name"),)
+
+
+class ScheduleRun(Base):
+    """One firing of a schedule. Unique per (schedule, fire time): two schedulers that
+    both see a schedule due cannot both enqueue its run."""
+
+    __tablename__ = "schedule_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    fire_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enqueued_by: Mapped[str] = mapped_column(String(200))
+    # Windows that passed unrun before this one (downtime) and were folded into it.
+    missed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (UniqueConstraint("schedule_id", "fire_time", name="uq_schedule_runs_schedule_fire"),)
+
+
+class FrontComparison(Base):
+    """How a scheduled job's front compares with the previous run's: hypervolume with a
+    fixed reference point, on the REPORT split where both fronts have report scores."""
+
+    __tablename__ = "front_comparisons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    previous_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    warm_started: Mapped[bool] = mapped_column(Boolean, default=False)
+    verdict: Mapped[str] = mapped_column(String(16))  # improved | equal | regressed
+    split: Mapped[str] = mapped_column(String(16))  # report | search
+    hypervolume: Mapped[float] = mapped_column(Float)
+    previous_hypervolume: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    relative_delta: Mapped[float | None] = mapped_column(Float)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("job_id", name="uq_front_comparisons_job"),)
 
 
 class Artifact(Base):

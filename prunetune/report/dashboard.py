@@ -1,0 +1,66 @@
+"""What ``prunetune dashboard`` serves: optuna-dashboard over the job database, with
+each trial's strategy and REPORT-split scores shown as its user attributes.
+
+Why a read-side view rather than writing those attributes into the trials: Optuna
+freezes a finished trial (``set_trial_user_attr`` raises ``UpdateFinishedTrialError``),
+and which trials make the front, hence need REPORT scores, is known only after the
+search, when their trials are long finished. Scoring every trial on the REPORT split
+before ``tell`` would double the evaluation cost and leak the held-out split into what
+the search sees; writing to Optuna's tables behind its back would break its contract.
+So the job keeps one study attribute ``report`` (trial number -> REPORT metrics, written
+once after the search) and this storage, used only by the dashboard process, merges it
+into each trial as ``report_<metric>`` user attributes (plus ``strategy`` from the
+study) when the dashboard reads trials. The stored trials are untouched; the job's own
+attributes (``origin``, ``fidelity_level``, every search-split metric) are there as
+recorded, and the per-layer sparsities are the trials' parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Container
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from prunetune.store.studies import ensure_sqlite_parent
+
+
+class DashboardStorage(optuna.storages.RDBStorage):
+    """An RDB storage whose trials, as read, carry ``strategy`` and ``report_*`` attrs."""
+
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        trials = super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        attrs = self.get_study_user_attrs(study_id)
+        return [with_job_attrs(t, attrs) for t in trials]
+
+
+def with_job_attrs(trial: FrozenTrial, study_attrs: dict[str, Any]) -> FrozenTrial:
+    """A copy of ``trial`` with the strategy and its REPORT-split scores as user attrs."""
+    extra: dict[str, Any] = {}
+    strategy = study_attrs.get("strategy")
+    if strategy is not None and "strategy" not in trial.user_attrs:
+        extra["strategy"] = strategy
+    report = (study_attrs.get("report") or {}).get(str(trial.number), {})
+    for key, value in report.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            extra[f"report_{key}"] = value if math.isfinite(value) else str(value)
+    if not extra:
+        return trial
+    out = copy.copy(trial)
+    out.user_attrs = {**trial.user_attrs, **extra}
+    return out
+
+
+def open_dashboard_storage(url: str) -> DashboardStorage:
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 30}
+        ensure_sqlite_parent(url)
+    else:
+        kwargs["pool_pre_ping"] = True
+    return DashboardStorage(url, engine_kwargs=kwargs)
