@@ -27,6 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prunetune.store.studies import ensure_sqlite_parent
 
+_NOT_SPLIT_METRICS = frozenset({"eval_seconds", "fidelity_level", "nonzero_params", "sparsity"})
+
 
 class DashboardStorage(optuna.storages.RDBStorage):
     """An RDB storage whose trials, as read, carry ``strategy`` and ``report_*`` attrs."""
@@ -47,6 +49,9 @@ def with_job_attrs(trial: FrozenTrial, study_attrs: dict[str, Any]) -> FrozenTri
         extra["strategy"] = strategy
     report = (study_attrs.get("report") or {}).get(str(trial.number), {})
     for key, value in report.items():
+        # Size metrics are the same on every split; show what the REPORT split measured.
+        if key in _NOT_SPLIT_METRICS or trial.user_attrs.get(key) == value:
+            continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             extra[f"report_{key}"] = value if math.isfinite(value) else str(value)
     if not extra:

@@ -169,7 +169,7 @@ def render_report(data: ReportData) -> str:
     from plotly.offline import get_plotlyjs
 
     q = data.quality_name
-    front_rows = [(f"trial {p.trial}", f"nonzero {p.size:.0f}, sparsity {p.sparsity}, search {q} "
+    front_rows = [(f"trial {p.trial}", f"nonzero {p.size:.0f}, sparsity {_fmt(p.sparsity)}, search {q} "
                    f"{p.search_quality:.4f}, report {q} "
                    f"{'n/a' if p.report_quality is None else format(p.report_quality, '.4f')}")
                   for p in data.front]
