@@ -16,6 +16,7 @@ job another runner already holds is waited for.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -262,6 +263,8 @@ class Client:
     """Submit and follow search jobs on a prunetune service (or a database, embedded)."""
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 300.0) -> None:
+        """``token`` defaults to the ``PRUNETUNE_TOKEN`` environment variable."""
+        token = token if token is not None else os.environ.get("PRUNETUNE_TOKEN")
         self._backend: _Http | _Embedded = _Http(url, token, timeout)
         self.url = url
 
