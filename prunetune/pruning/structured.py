@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunetune.pruning.export import STATE_ATTR, PruneState
 from prunetune.pruning.masks import Pruner
 from prunetune.pruning.structures import StructureUnit
 
@@ -86,6 +87,7 @@ class StructuredPruner(Pruner):
         self._dense_t = {n: t.detach().clone() for n, t in self._tensors.items()}
         self._dirty_t: set[str] = set()
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+        self._state: PruneState | None = None
 
     def counts(self, sparsities: Sequence[float]) -> list[int]:
         """Parameters each unit loses."""
@@ -108,9 +110,16 @@ class StructuredPruner(Pruner):
         self.apply_removed(self.removed(sparsities))
 
     def apply_removed(self, removed: Mapping[str, list[int]]) -> None:
-        """Mask exactly the structures named: ``{unit name: structure indices}``."""
+        """Mask exactly the structures named: ``{unit name: structure indices}``.
+
+        The model carries what was removed (``export`` reads it, so exporting inside
+        ``applied(...)`` writes physically smaller tensors) until ``restore``.
+        """
         self.restore()
         self.zero(removed)
+        kinds = "+".join(dict.fromkeys(u.kind for u in self.units))
+        self._state = PruneState(kinds, self.units, {n: list(v) for n, v in removed.items()})
+        object.__setattr__(self.model, STATE_ATTR, self._state)
 
     def zero(self, removed: Mapping[str, list[int]]) -> None:
         """Zero (and skip) the named structures on top of the current weights."""
@@ -137,6 +146,9 @@ class StructuredPruner(Pruner):
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
+        if getattr(self, "_state", None) is not None and getattr(self.model, STATE_ATTR, None) is self._state:
+            object.__delattr__(self.model, STATE_ATTR)
+        self._state = None
 
     def drop_hooks(self) -> None:
         """Forget the block hooks (a successor pruner registers its own)."""

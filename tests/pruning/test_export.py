@@ -144,3 +144,22 @@ def test_load_pruned_rejects_a_directory_that_is_not_an_export(tmp_path: Path) -
     (tmp_path / "prunetune.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="format 'other'"):
         load_pruned(tmp_path)
+
+
+def test_export_inside_a_search_pruner_is_structured(tmp_path: Path) -> None:
+    """What the service's trial export does: apply an allocation, export, restore."""
+    from prunetune.pruning.granularity import build_pruner, parse_granularity, search_entries
+    from prunetune.pruning.scoring import score_units
+
+    model = tiny_bert()
+    gran = parse_granularity("heads+neurons")
+    entries, units = search_entries(model, gran)
+    pruner = build_pruner(model, gran, entries, units, score_units(model, units, "l2"))
+    inputs = _tokens()
+    with pruner.applied([0.5, 0.25] * 2):
+        expected = _out(model, inputs)
+        export(model, tmp_path)
+    assert not hasattr(model, "_prunetune_state")
+    loaded = load_pruned(tmp_path)
+    assert loaded.encoder.layer[0].intermediate.dense.out_features == 48
+    assert (_out(loaded, inputs) - expected).abs().max() <= 1e-5
