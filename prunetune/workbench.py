@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -22,7 +22,7 @@ from prunetune.pruning.granularity import build_pruner, parse_granularity, searc
 from prunetune.pruning.masks import Pruner
 from prunetune.pruning.scoring import score_layers, score_units
 from prunetune.pruning.structures import StructureUnit
-from prunetune.spaces.layers import PrunableLayer
+from prunetune.spaces.layers import PrunableLayer, discover_layers
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
 
@@ -108,5 +108,10 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
     task.prepare(loaded.model)
     timings["dense_reference"] = time.perf_counter() - t
     pruner = build_pruner(loaded.model, granularity, layers, units, scores, groups=spec.space.groups)
-    evaluator = Evaluator(loaded.model, task, pruner, space, spec=spec)
+    # Size metrics and recovery read real weight matrices; structured entries are units,
+    # so those see the layers underneath (zeroed rows and columns count as pruned there).
+    weights = replace(space, layers=tuple(discover_layers(loaded.model, spec.space.include,
+                                                          spec.space.exclude))) if units else space
+    evaluator = Evaluator(loaded.model, task, pruner, weights, spec=spec)
+    evaluator.space = space
     return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings, units)
