@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -84,7 +84,7 @@ class PruneReport:
 def _as_calibration(calibration: Calibration | Sequence[Any] | None, loss: Callable[..., torch.Tensor] | None) -> Calibration | None:
     if calibration is None or isinstance(calibration, Calibration):
         if loss is not None and calibration is not None:
-            calibration.loss = loss
+            return replace(calibration, loss=loss)  # the caller's object stays as it was
         return calibration
     return Calibration(list(calibration), loss=loss)
 
