@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -152,8 +153,13 @@ class Topology:
         self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         # Ray's socket paths must stay short, hence a short folder of our own in /tmp.
         self.ray_dir = Path(tempfile.mkdtemp(prefix="ptt", dir="/tmp"))
+        # Token auth on, with this cluster's own token (never ~/.ray of the machine).
+        token = self.ray_dir / "auth_token"
+        token.write_text(secrets.token_hex(32))
+        token.chmod(0o600)
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                    "RAY_USAGE_STATS_ENABLED": "0", "PRUNETUNE_CACHE": str(tmp / "cache")}
+                    "RAY_USAGE_STATS_ENABLED": "0", "PRUNETUNE_CACHE": str(tmp / "cache"),
+                    "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         exe = {"prunetune": [sys.executable, "-m", "prunetune.cli"],
@@ -231,11 +237,13 @@ def _answers(url: str) -> bool:
 
 
 def _ray_node_ports(role: str) -> list[str]:
-    lo, hi = _free_range(24)
+    lo, hi = _free_range(48)
     names = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-grpc-port",
              "--dashboard-agent-listen-port", "--runtime-env-agent-port", "--metrics-export-port")
     ports = [f"{n}={_free_port()}" for n in names]
-    return [*ports, f"--min-worker-port={lo}", f"--max-worker-port={hi}", "--node-ip-address=127.0.0.1",
+    # No --node-ip-address: Ray rewrites a loopback address to the machine's own, so every
+    # node and driver must advertise that one (the machine is reachable only by itself).
+    return [*ports, f"--min-worker-port={lo}", f"--max-worker-port={hi}",
             "--disable-usage-stats"] + (["--include-dashboard=false"] if role == "head" else [])
 
 
@@ -302,8 +310,8 @@ def test_the_compose_topology_as_processes(topology: Topology, postgres_url: str
     assert len({r["fire_time"] for r in every}) == len(every) == 2
     scheduled = [j for j in client.list() if j.name.startswith("every-minute@")]
     assert sorted(j.id for j in scheduled) == sorted(r["job_id"] for r in every)
-    # The jobs ran on the Ray cluster (the worker joined it; no local Ray was started).
-    assert not (topology.tmp / "cache" / "ray").exists()
+    # The evaluations ran in Ray actors of this cluster (their logs are in its session).
+    assert list((topology.ray_dir / "session_latest" / "logs").glob("worker-*")), "no Ray worker ran"
     page = client.report(job2.id)
     assert 'id="front-plot"' in page and f"<b>{comp['verdict']}</b>" in page
     studies = httpx.get(f"http://127.0.0.1:{dash_port}/api/studies").json()["study_summaries"]
