@@ -277,6 +277,11 @@ class RayExecutor(Executor):
     def _new_actor(self) -> Any:
         return self._actor_cls.remote(self._payload, *self._args)
 
+    @property
+    def actors(self) -> list[Any]:
+        """The actor handles, one per worker (replacements included, the dead not)."""
+        return [s.actor for s in self._slots]
+
     def __enter__(self) -> RayExecutor:
         return self
 

@@ -1,8 +1,9 @@
 """Starting or joining Ray for one job.
 
 By default a job starts its own local Ray: CPUs from the machine, no dashboard, quiet
-logs, and every file Ray writes (session folders, logs, sockets, its auth token) under
-the job's folder instead of ``/tmp/ray`` and ``~/.ray``. With an address it joins an
+logs, and every file Ray writes (session folders, logs, sockets) under the job's folder
+instead of ``/tmp/ray``, and no auth token in ``~/.ray`` (the token is handed over in
+the environment). With an address it joins an
 existing cluster instead. A Ray session that is already running in this process (a
 notebook, a test, Ray Tune) is reused and left running.
 """
@@ -29,6 +30,8 @@ RAY_MISSING = (
 # Ray puts Unix sockets under <temp>/session_<date>_<pid>/sockets/; the whole path must
 # fit in 107 bytes, which leaves about 40 for the temp folder itself.
 _MAX_TEMP_DIR_LEN = 40
+
+_PROCESS_TOKEN = secrets.token_hex(32)
 
 
 def import_ray() -> ModuleType:
@@ -121,15 +124,13 @@ def start_ray(address: str | None, *, num_cpus: float, job_dir: str | Path | Non
         folder.mkdir(parents=True, exist_ok=True)
     session.temp_dir = folder
     temp = _short_temp_dir(folder, session)
-    if "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ:
+    if not any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         # A local ray.init turns token auth on (setting RAY_AUTH_MODE itself, which we
-        # undo at close) and writes a token to ~/.ray unless one is found; give it one
-        # in the job's folder instead (it is only valid for this job's cluster anyway).
-        token = folder / "auth_token"
-        token.write_text(secrets.token_hex(32))
-        token.chmod(0o600)
+        # undo at close) and writes a token to ~/.ray unless it finds one. Hand it one
+        # through the environment instead, so no token file is written at all. Ray caches
+        # the token it first reads, so a process keeps one token for all its jobs.
         session.saved_env.setdefault("RAY_AUTH_MODE", None)
-        _set_env(session, "RAY_AUTH_TOKEN_PATH", str(temp / "auth_token"))
+        _set_env(session, "RAY_AUTH_TOKEN", _PROCESS_TOKEN)
     machine = os.cpu_count() or 1
     cpus = max(machine, math.ceil(num_cpus))
     if cpus > machine:

@@ -1,6 +1,6 @@
 """A real two-node Ray cluster on this machine (loopback, its own ports and temp
-folder): ``ray start --head`` and ``ray start --address``, a job run against it with the
-runner's ``ray_address``, and both nodes stopped.
+folder): ``ray start --head`` and ``ray start --address``, a job run against it with
+``prunetune run --ray-address``, and both nodes stopped.
 
 The nodes run with ``--block`` in their own process groups and are stopped by signalling
 those groups: ``ray stop`` would stop every Ray on the machine, other jobs' included.
@@ -17,12 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
+import yaml
 from helpers import digits_spec_dict
-
-from prunetune.runner import run_job
-from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 ray = pytest.importorskip("ray")
 
@@ -49,11 +47,14 @@ def _node_args(ports: list[int]) -> list[str]:
             "--disable-usage-stats"]
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+
+
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
     with log.open("wb") as out:
         return subprocess.Popen([RAY, "start", *args], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
+                                start_new_session=True, env=_clean_env())
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -102,26 +103,44 @@ def _wait_for_nodes(address: str, n: int, proc: subprocess.Popen[bytes], log: Pa
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"ray start exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        status = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True, text=True)
+        status = subprocess.run([RAY, "status", f"--address={address}"], capture_output=True,
+                                text=True, env=_clean_env(), check=False)
         if status.returncode == 0 and status.stdout.count("node_") >= n:
             return
         time.sleep(1)
     pytest.fail(f"the cluster at {address} did not show {n} nodes: {log.read_text()[-2000:]}")
 
 
-def test_job_runs_on_a_two_node_cluster(two_nodes: str, sqlite_url: str) -> None:
-    spec = SearchSpec.from_dict(digits_spec_dict(budget={"trials": 8}, resources={"workers": 2}))
-    bench = build_workbench(spec)
-    nodes: set[str] = set()
+NODES_OF_TWO_ACTORS = """
+import sys
+from helpers import digits_spec_dict
+from prunetune.spec import SearchSpec
+from prunetune.workbench import build_workbench
+from prunetune.workers.ray_pool import RayExecutor
+bench = build_workbench(SearchSpec.from_dict(digits_spec_dict(resources={"workers": 2})))
+with RayExecutor(bench, workers=2, address=sys.argv[1]) as executor:
+    print(" ".join(sorted({d["node_id"] for d in executor.wait_ready()})))
+"""
 
-    from prunetune.workers.ray_pool import RayExecutor
 
-    with RayExecutor(bench, workers=2, address=two_nodes) as executor:
-        nodes = {d["node_id"] for d in executor.wait_ready()}
-        assert ray.cluster_resources()["CPU"] == 2
-    assert len(nodes) == 2  # one actor per node: each node has one CPU
-    assert not ray.is_initialized()
+def test_job_runs_on_a_two_node_cluster(two_nodes: str, tmp_path: Path) -> None:
+    # Drivers run as their own processes, as a user's would: Ray keeps auth settings
+    # per process, and this one may have run local Ray sessions before.
+    env = _clean_env() | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    nodes = subprocess.run([sys.executable, "-c", NODES_OF_TWO_ACTORS, two_nodes], env=env,
+                           capture_output=True, text=True, check=False)
+    assert nodes.returncode == 0, nodes.stderr[-3000:]
+    assert len(nodes.stdout.split()) == 2  # one actor per node: each node has one CPU
 
-    out = run_job(spec, db=sqlite_url, workers=2, ray_address=two_nodes, bench=bench)
-    assert len(out.results) == 8 and all(r.ok for r in out.results)
-    assert not ray.is_initialized()
+    spec = tmp_path / "digits.yaml"
+    spec.write_text(yaml.safe_dump(digits_spec_dict(budget={"trials": 8})))
+    db = f"sqlite:///{tmp_path / 'cluster.db'}"
+    run = subprocess.run(
+        [sys.executable, "-m", "prunetune.cli", "run", str(spec), "--db", db, "--workers", "2",
+         "--ray-address", two_nodes, "--study", "on-cluster"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    trials = optuna.load_study(study_name="on-cluster", storage=db).get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

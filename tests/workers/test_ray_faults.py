@@ -23,6 +23,7 @@ from prunetune.workbench import build_workbench
 
 ray = pytest.importorskip("ray")
 from prunetune.workers.ray_pool import RayExecutor  # noqa: E402
+from prunetune.workers.ray_session import start_ray  # noqa: E402
 
 pytestmark = pytest.mark.reliability
 
@@ -59,11 +60,11 @@ class SlowTask(Task):
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    session = start_ray(None, num_cpus=2)
     # The actors unpickle SlowTask; this test module is not importable there.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
-    ray.shutdown()
+    session.close()
 
 
 def _kill_mid_evaluation(executor: RayExecutor, actors: list[Any], killed: list[int]) -> None:
@@ -88,7 +89,7 @@ def _run(sqlite_url: str, name: str, budget: int, max_retries: int, kills: int) 
     recorder = TrialRecorder(sqlite_url, name, bench.space, bench.task.quality_name)
     killed: list[int] = []
     with RayExecutor(bench, workers=2) as executor:
-        actors = [s.actor for s in executor._slots][:kills]
+        actors = executor.actors[:kills]
         executor.wait_ready()  # so a kill 0.3 s after dispatch lands inside the evaluation
         killer = threading.Thread(target=_kill_mid_evaluation, args=(executor, actors, killed))
         killer.start()

@@ -15,14 +15,15 @@ from prunetune.workbench import build_workbench
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
+from prunetune.workers.ray_session import start_ray  # noqa: E402
 from prunetune.workers.tune import PrunetuneSearcher  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    session = start_ray(None, num_cpus=2)
     yield
-    ray.shutdown()
+    session.close()
 
 
 def trainable(config: dict[str, Any], bench: Any) -> None:
