@@ -88,3 +88,26 @@ def test_baselines_can_be_turned_off(tmp_path: Path, sqlite_url: str) -> None:
     assert "baseline (report split)" not in (tmp_path / "front.html").read_text()
     default = SearchSpec.from_dict(digits_spec_dict())
     assert default.report is None and "report" not in default.to_dict()  # hash unchanged by default
+
+
+def test_front_comparison_verdicts_use_one_fixed_reference() -> None:
+    from prunetune.report.fronts import FrontPoint, StudyFront, compare_fronts
+
+    def front(points: list[tuple[float, float, float | None]]) -> StudyFront:
+        pts = [FrontPoint(i, q, s, None, {} if r is None else {"accuracy": r}, {"fc1": 0.5})
+               for i, (q, s, r) in enumerate(points)]
+        return StudyFront("s", "accuracy", pts, pts, {"params_total": 100.0})
+
+    base = front([(0.9, 50.0, 0.8), (0.5, 20.0, 0.4)])
+    same = compare_fronts(front([(0.9, 50.0, 0.8), (0.5, 20.0, 0.4)]), base)
+    assert same["verdict"] == "equal" and same["delta"] == 0.0 and same["split"] == "report"
+    # REPORT areas: 0.4 * 80 + 0.4 * 50 = 52 before; 0.5 * 80 + 0.3 * 50 = 55 after.
+    better = compare_fronts(front([(0.9, 50.0, 0.8), (0.5, 20.0, 0.5)]), base)
+    assert better["verdict"] == "improved" and better["delta"] == pytest.approx(3.0)
+    assert better["previous_hypervolume"] == pytest.approx(52.0)
+    assert better["reference"] == {"quality": 0.0, "size": 100.0, "quality_name": "accuracy",
+                                   "size_name": "nonzero_params"}
+    worse = compare_fronts(front([(0.9, 50.0, 0.7)]), base)
+    assert worse["verdict"] == "regressed" and worse["relative_delta"] == pytest.approx(35 / 52 - 1)
+    # Without REPORT scores on every point it falls back to the search split, and says so.
+    assert compare_fronts(front([(0.9, 50.0, None)]), base)["split"] == "search"
