@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import tempfile
@@ -43,6 +44,7 @@ from prunetune.pruning.calibration import Calibration
 from prunetune.spec import ModelSpec, TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep RESULT the last line
 
 
 def file_params(path: Path) -> dict[str, int]:
@@ -64,11 +66,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", type=int, default=256, help="report-split chunks")
+    parser.add_argument("--model-path", default=None, help="a local HF encoder instead of MiniLM (smoke runs)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    dense = load_model(ModelSpec(source="minilm")).model
-    loaded = load_model(ModelSpec(source="minilm"))
+    source = ModelSpec(path=args.model_path) if args.model_path else ModelSpec(source="minilm")
+    dense = load_model(source).model
+    loaded = load_model(source)
     model = loaded.model
     task = build_task(loaded, TaskSpec.model_validate(
         {"kind": "embedding", "calibration": 64, "search": 32, "report": args.report}))
@@ -109,7 +113,7 @@ def main() -> None:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "threads": args.threads, "torch": torch.__version__},
-        "model": "all-MiniLM-L6-v2",
+        "model": args.model_path or "all-MiniLM-L6-v2",
         "fraction_requested": args.fraction,
         "heads_removed_fraction": statistics.mean(r.achieved for r in heads),
         "neurons_removed_fraction": statistics.mean(r.achieved for r in neurons),
@@ -133,14 +137,16 @@ def main() -> None:
         "report_chunks": args.report,
         "per_unit": report.rows(),
     }
-    out = ROOT / "benchmarks" / "results" / "structured_export.json"
+    name = "structured_export.json" if args.model_path is None else "structured_export-smoke.json"
+    out = ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k not in ("per_unit", "forward_seconds")}, indent=2))
     print(
         f"RESULT params_ratio={result['params_ratio']:.4f} encoder_params_ratio={result['encoder_params_ratio']:.4f} "
         f"file_ratio={result['file_ratio']:.4f} speedup={result['speedup_median']:.3f} "
-        f"fidelity={fidelity_export:.4f} max_abs_diff={diff:.2e}"
+        f"fidelity={fidelity_export:.4f} max_abs_diff={diff:.2e}",
+        flush=True,
     )
 
 
