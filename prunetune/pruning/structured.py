@@ -16,7 +16,8 @@ from torch import nn
 
 from prunetune.pruning.export import STATE_ATTR, PruneState
 from prunetune.pruning.masks import Pruner
-from prunetune.pruning.structures import StructureUnit
+from prunetune.pruning.structures import StructureUnit, find_units
+from prunetune.spaces.layers import PrunableLayer
 
 
 def structure_counts(sparsities: Sequence[float], units: Sequence[StructureUnit], strict: bool = False) -> list[int]:
@@ -45,6 +46,17 @@ def structure_counts(sparsities: Sequence[float], units: Sequence[StructureUnit]
     return out
 
 
+def _resolve_units(model: nn.Module, entries: Sequence[StructureUnit] | Sequence[PrunableLayer]) -> list[StructureUnit]:
+    if all(isinstance(e, StructureUnit) for e in entries):
+        return list(entries)  # type: ignore[arg-type]
+    kinds = tuple(dict.fromkeys(e.kind for e in entries))
+    found = {u.name: u for u in find_units(model, kinds)}
+    missing = [e.name for e in entries if e.name not in found]
+    if missing:
+        raise ValueError(f"no {'/'.join(kinds)} unit named {missing[0]!r} in the model; it has {list(found)[:3]}")
+    return [found[e.name] for e in entries]
+
+
 def _skip(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
     """Forward hook that turns a block into the identity (its residual path alone)."""
     hidden = args[0] if args else kwargs["hidden_states"]
@@ -64,12 +76,18 @@ class StructuredPruner(Pruner):
     def __init__(
         self,
         model: nn.Module,
-        units: Sequence[StructureUnit],
+        units: Sequence[StructureUnit] | Sequence[PrunableLayer],
         scores: Mapping[str, torch.Tensor],
+        groups: str = "row",
+        pattern: object = None,
+        *,
         strict: bool = False,
     ) -> None:
+        """``units`` may also be their search entries (``unit.as_layer()``); the units are
+        then found again on ``model``. ``groups`` and ``pattern`` are ignored (they
+        only mean something for single weights)."""
         self.model = model
-        self.units = list(units)
+        self.units = _resolve_units(model, units)
         self.layers = [u.as_layer() for u in self.units]
         self.pattern = None
         self.strict = strict

@@ -59,3 +59,18 @@ def test_pruner_reports_nm_achieved_sparsity() -> None:
     pruner = Pruner(model, entries, score_layers(model, entries, "magnitude"), pattern="2:4")
     achieved = pruner.achieved([0.3] + [0.0] * (len(entries) - 1))
     assert achieved[0] == 0.5 and set(achieved[1:]) == {0.0}
+
+
+def test_pruner_over_unit_entries_is_structured() -> None:
+    """What a Ray actor does: Pruner(model, bench.layers, scores) from a structured job."""
+    from prunetune.pruning.structured import StructuredPruner
+
+    model = tiny_llama()
+    entries, units = search_entries(model, parse_granularity("heads+neurons"))
+    scores = score_units(model, units, "magnitude")
+    pruner = Pruner(model, entries, scores, groups="row")
+    assert isinstance(pruner, StructuredPruner)
+    assert [u.name for u in pruner.units] == [e.name for e in entries]
+    with pruner.applied([0.5] * len(entries)):
+        assert (model.model.layers[0].mlp.up_proj.weight == 0).all(dim=1).sum() == 32
+    assert (model.model.layers[0].mlp.up_proj.weight != 0).all()
