@@ -21,7 +21,8 @@ from prunetune.pruning.calibration import Calibration
 from prunetune.pruning.granularity import build_pruner, parse_granularity, search_entries
 from prunetune.pruning.masks import Pruner
 from prunetune.pruning.scoring import score_layers, score_units
-from prunetune.pruning.structures import StructureUnit
+from prunetune.pruning.structured import resolve_units
+from prunetune.pruning.structures import STRUCTURE_KINDS, StructureUnit
 from prunetune.spaces.layers import PrunableLayer, discover_layers
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
@@ -54,6 +55,8 @@ def compute_scores(
     ``units`` for structured granularities (one calibration pass; gradient criteria use
     ``task.loss``)."""
     calibration = Calibration(task.calibration_batches(), task.forward, task.loss, task.token_mask)
+    if units is None and layers and all(layer.kind in STRUCTURE_KINDS for layer in layers):
+        units = resolve_units(loaded.model, layers)  # callers that pass a structured bench.layers
     if units:
         return score_units(loaded.model, units, criterion_name, calibration)
     return score_layers(loaded.model, layers, criterion_name, calibration)

@@ -46,7 +46,7 @@ def structure_counts(sparsities: Sequence[float], units: Sequence[StructureUnit]
     return out
 
 
-def _resolve_units(model: nn.Module, entries: Sequence[StructureUnit] | Sequence[PrunableLayer]) -> list[StructureUnit]:
+def resolve_units(model: nn.Module, entries: Sequence[StructureUnit] | Sequence[PrunableLayer]) -> list[StructureUnit]:
     if all(isinstance(e, StructureUnit) for e in entries):
         return list(entries)  # type: ignore[arg-type]
     kinds = tuple(dict.fromkeys(e.kind for e in entries))
@@ -87,7 +87,7 @@ class StructuredPruner(Pruner):
         then found again on ``model``. ``groups`` and ``pattern`` are ignored (they
         only mean something for single weights)."""
         self.model = model
-        self.units = _resolve_units(model, units)
+        self.units = resolve_units(model, units)
         self.layers = [u.as_layer() for u in self.units]
         self.pattern = None
         self.strict = strict
