@@ -6,7 +6,7 @@ runner died, and runs it with :func:`prunetune.runner.run_job` on the job's own 
 kept and never re-run, trials the dead runner left RUNNING are failed as stale and their
 candidates asked again, and the strategy is restored from the stored trials.
 
-While it runs a job, a heartbeat thread renews the lease every ``lease_s / 3`` seconds
+While it runs a job, a heartbeat thread renews the lease every ``min(lease_s / 3, 2)`` s
 and reads the job's cancel flag; the controller's ``should_stop`` reads what the
 heartbeat learned, so a cancel (or a lost lease) stops the job after the evaluations in
 flight.
@@ -62,7 +62,8 @@ class Heartbeat:
         self.cancelled = self.cancelled or beat.cancel_requested
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
+        # Often enough that a cancel is seen within ~2 s even with a long lease.
+        while not self._stop.wait(min(self.lease_s / 3, 2.0)):
             self.beat()
 
     def should_stop(self) -> bool:
