@@ -134,6 +134,9 @@ def run_job(
                "layers": bench.space.names, "prunable_params": bench.space.prunable_params,
                "mode": spec.mode, "strategy": spec.strategy.name, "baselines": baselines},
     )
+    from prunetune.store.studies import close_storage
+
+    close_storage(recorder.storage)  # a worker runs many jobs: give the connections back
     if out_dir is not None:
         from prunetune.reporting import write_outputs
 

@@ -37,12 +37,17 @@ def build_strategy(
     """
     cls = strategy_class(spec.strategy.name)
     options = dict(spec.strategy.options)
+    # strategy.options.seed: the search's own seed (default: the job's seed, which also
+    # seeds the model and data), so a rerun can explore differently on the same model.
+    seed = options.pop("seed", spec.seed)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise SpecError("strategy.options.seed", seed, "a non-negative integer")
     if cls.uses_context and context is not None:
         options_with = dict(options, context=context() if callable(context) else context)
     else:
         options_with = options
     try:
-        return cls(space, seed=spec.seed, budget=spec.budget.trials, **options_with)  # type: ignore[call-arg]
+        return cls(space, seed=seed, budget=spec.budget.trials, **options_with)  # type: ignore[call-arg]
     except TypeError as err:
         raise SpecError("strategy.options", options, f"not accepted by {spec.strategy.name!r}: {err}") from None
     except ValueError as err:

@@ -10,8 +10,9 @@ choices:
 - ``warm_start``: seed the job's strategy with the previous run's front (its per-layer
   allocations are evaluated first; resolved when the job starts, so a run that finished
   meanwhile is used).
-- ``reseed``: give each run its own seed (derived from the spec's seed and the fire
-  time), so nights explore differently instead of repeating one search.
+- ``reseed``: give each run's search its own seed (``strategy.options.seed``, derived
+  from the spec's seed and the fire time), so nights explore differently instead of
+  repeating one search; the model, data splits and REPORT split keep the spec's seed.
 
 Each due window is enqueued exactly once, also with several schedulers running: see
 :mod:`prunetune.store.schedules` for the database-level guarantee. A scheduled job's
@@ -169,7 +170,12 @@ class Scheduler:
 def _job_for(schedule: ScheduleInfo, fire_time: datetime) -> tuple[str, dict[str, Any], int]:
     spec = dict(schedule.spec)
     if schedule.reseed:
-        spec["seed"] = run_seed(int(spec.get("seed", 0)), fire_time)
+        # Only the search's seed: the model, data splits and REPORT split stay those of
+        # the spec's seed, so nights are comparable.
+        strategy = dict(spec.get("strategy", {}))
+        options = dict(strategy.get("options", {}))
+        options["seed"] = run_seed(int(spec.get("seed", 0)), fire_time)
+        spec["strategy"] = {**strategy, "options": options}
     local = fire_time.astimezone(ZoneInfo(schedule.timezone))
     name = f"{schedule.name[:80]}@{local:%Y%m%dT%H%M}"
     trials = int(spec.get("budget", {}).get("trials", 64))
@@ -183,22 +189,25 @@ def warm_start_for(db: str, job_id: int) -> tuple[list[dict[str, float]], int | 
     """The previous run's front allocations (layer -> sparsity) when the job's schedule
     warm-starts, and that run's job id; ([], None) otherwise."""
     from prunetune.report.fronts import load_front
-    from prunetune.store.studies import open_storage
+    from prunetune.store.studies import close_storage, open_storage
 
     prev = ScheduleStore(db).previous_run(job_id)
     if prev is None or not prev.warm_start:
         return [], None
+    storage = open_storage(db)
     try:
-        front = load_front(open_storage(db), prev.study_name)
+        front = load_front(storage, prev.study_name)
     except KeyError:
         return [], None
+    finally:
+        close_storage(storage)
     return front.allocations(), prev.job_id
 
 
 def record_comparison(db: str, job_id: int, study_name: str, warm_from: int | None) -> dict[str, Any] | None:
     """Compare a finished scheduled job's front with the previous run's and store it."""
     from prunetune.report.fronts import compare_fronts, load_front
-    from prunetune.store.studies import open_storage
+    from prunetune.store.studies import close_storage, open_storage
 
     store = ScheduleStore(db)
     prev = store.previous_run(job_id)
@@ -209,6 +218,8 @@ def record_comparison(db: str, job_id: int, study_name: str, warm_from: int | No
         current, previous = load_front(storage, study_name), load_front(storage, prev.study_name)
     except KeyError:
         return None
+    finally:
+        close_storage(storage)
     if not current.points or not previous.points:
         return None
     comparison = compare_fronts(current, previous)

@@ -49,6 +49,14 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
+def close_storage(storage: optuna.storages.BaseStorage) -> None:
+    """Release a storage's database connections (each RDBStorage has its own pool, so a
+    long-lived worker that opens one per job would otherwise exhaust the server's)."""
+    if isinstance(storage, optuna.storages.RDBStorage):
+        storage.remove_session()
+        storage.engine.dispose()
+
+
 class TrialRecorder:
     """Records one job's trials in its Optuna study.
 

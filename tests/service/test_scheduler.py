@@ -135,17 +135,20 @@ def test_catch_up_policies_after_a_day_of_downtime(postgres_url: str) -> None:
     assert sorted(f.schedule_id for f in on_time) == sorted(s.id for s in made.values())
 
 
-def test_each_run_gets_its_own_seed_unless_reseed_is_off(sqlite_url: str) -> None:
+def test_each_run_gets_its_own_search_seed_unless_reseed_is_off(sqlite_url: str) -> None:
     upgrade(sqlite_url)
     a = create_schedule(sqlite_url, spec(seed=3), cron="0 * * * *", name="a", now=T0)
     b = create_schedule(sqlite_url, spec(seed=3), cron="0 * * * *", name="b", reseed=False, now=T0)
     scheduler = Scheduler(sqlite_url, migrate=False)
     for h in (1, 2):
         scheduler.tick(now=T0 + timedelta(hours=h))
-    seeds_a = [j.spec["seed"] for j in jobs_of(sqlite_url, a.id)]
-    seeds_b = [j.spec["seed"] for j in jobs_of(sqlite_url, b.id)]
-    assert len(set(seeds_a)) == 2 and 3 not in seeds_a
-    assert seeds_b == [3, 3]
+    runs_a, runs_b = jobs_of(sqlite_url, a.id), jobs_of(sqlite_url, b.id)
+    # Only the search is reseeded: the model, splits and REPORT split keep seed 3.
+    assert [j.spec["seed"] for j in runs_a + runs_b] == [3, 3, 3, 3]
+    search_seeds = [j.spec["strategy"]["options"]["seed"] for j in runs_a]
+    assert len(set(search_seeds)) == 2 and 3 not in search_seeds
+    assert all("seed" not in j.spec["strategy"].get("options", {}) for j in runs_b)
+    assert SearchSpec.from_dict(runs_a[0].spec).strategy.options["seed"] == search_seeds[0]
     assert [j.name for j in jobs_of(sqlite_url, a.id)] == ["a@20261101T0100", "a@20261101T0200"]
 
 
