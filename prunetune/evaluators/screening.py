@@ -2,10 +2,12 @@
 
 ``PromotionRule`` decides whether a low-fidelity result earns a full evaluation:
 
-- Pareto mode: only if it could still reach the front, i.e. its low-fidelity quality plus
-  a margin beats every full-fidelity result at its size or smaller. The margin is the
-  largest disagreement between low and full fidelity seen so far on promoted candidates;
-  until ``warmup`` such pairs exist every candidate is promoted (the margin is unknown).
+- Pareto mode: only if it could still reach the front, i.e. its predicted full-fidelity
+  quality plus a margin beats every full-fidelity result at its size or smaller. The
+  prediction corrects the low-fidelity score by the mean gap (full - low) seen on promoted
+  candidates, and the margin is ``z`` standard deviations of that gap: the subset is
+  fixed, so most of the gap is a shared offset and the rest is what the margin covers.
+  Until ``warmup`` such pairs exist every candidate is promoted (the gap is unknown).
 - Budget mode (every candidate the same size): only if its low-fidelity quality is in the
   top ``top`` fraction of all low-fidelity results so far (the first ``warmup`` pass).
 
@@ -17,6 +19,8 @@ The front is built from full-fidelity results only (``controller.pareto_front``)
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,25 +35,36 @@ class PromotionRule:
     Attributes:
         pareto: True in Pareto mode, False in budget mode.
         top: budget mode: share of low-fidelity results promoted (in (0, 1]).
-        warmup: promotions made unconditionally first (to learn the margin).
+        warmup: promotions made unconditionally first (to learn the gap).
+        z: Pareto mode: margin in standard deviations of the low/full gap.
     """
 
     pareto: bool
     top: float = 0.25
     warmup: int = 4
+    z: float = 2.0
     _full: list[tuple[float, float]] = field(default_factory=list)  # (quality, size)
     _low: list[float] = field(default_factory=list)
     _pairs: list[tuple[float, float]] = field(default_factory=list)  # (low, full)
 
     def __post_init__(self) -> None:
+        if self.z < 0:
+            raise ValueError(f"z must be >= 0; got {self.z}")
         if not 0.0 < self.top <= 1.0:
             raise ValueError(f"top must be in (0, 1]; got {self.top}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0; got {self.warmup}")
 
     @property
+    def gap(self) -> float:
+        """Mean of full - low fidelity quality over promoted candidates."""
+        return statistics.fmean(f - lo for lo, f in self._pairs) if self._pairs else 0.0
+
+    @property
     def margin(self) -> float:
-        return max((abs(lo - full) for lo, full in self._pairs), default=0.0)
+        if len(self._pairs) < 2:
+            return math.inf
+        return self.z * statistics.stdev(f - lo for lo, f in self._pairs)
 
     def observe(self, result: TrialResult) -> None:
         if not result.ok:
@@ -75,7 +90,7 @@ class PromotionRule:
             cut = ranked[max(0, min(len(ranked), round(self.top * len(ranked))) - 1)]
             return result.quality >= cut
         best = max((q for q, s in self._full if s <= result.size), default=float("-inf"))
-        return result.quality + self.margin > best
+        return result.quality + self.gap + self.margin > best
 
 
 class ScreenedStrategy(Strategy):

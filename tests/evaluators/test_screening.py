@@ -51,14 +51,15 @@ def _r(n: int, q: float, size: float, fidelity: float, screen: float | None = No
 
 
 def test_pareto_rule_promotes_what_could_reach_the_front() -> None:
-    rule = PromotionRule(pareto=True, warmup=1)
+    rule = PromotionRule(pareto=True, warmup=1, z=2.0)
     assert rule.promote(_r(0, 0.5, 100, 0.25), 0)  # warm-up
-    for r in (_r(0, 0.50, 100, 0.25), _r(1, 0.52, 100, 1.0, screen=0.50), _r(2, 0.9, 50, 1.0, screen=0.88)):
+    for r in (_r(0, 0.50, 100, 0.25), _r(1, 0.52, 100, 1.0, screen=0.50), _r(2, 0.91, 50, 1.0, screen=0.88)):
         rule.observe(r)
-    assert rule.margin == pytest.approx(0.02)
-    # At size 60 the best full result at that size or smaller is 0.9.
-    assert not rule.promote(_r(3, 0.85, 60, 0.25), 1)
-    assert rule.promote(_r(4, 0.89, 60, 0.25), 1)  # within the margin
+    # Gaps 0.02 and 0.03: mean 0.025, standard deviation 0.00707.
+    assert rule.gap == pytest.approx(0.025) and rule.margin == pytest.approx(2 * 0.0070711, rel=1e-4)
+    # At size 60 the best full result at that size or smaller is 0.91.
+    assert not rule.promote(_r(3, 0.86, 60, 0.25), 1)  # predicts 0.885 + 0.014 < 0.91
+    assert rule.promote(_r(4, 0.875, 60, 0.25), 1)  # 0.9 + 0.014 > 0.91: could still make it
     assert rule.promote(_r(5, 0.1, 10, 0.25), 1)  # smaller than anything full: on the front
     failed = TrialResult(6, Candidate((0.5,), fidelity=0.25), TrialState.FAILED, error="x")
     assert not rule.promote(failed, 1)

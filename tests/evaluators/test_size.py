@@ -54,7 +54,7 @@ def test_latency_is_a_median_of_repeats() -> None:
         measure_latency(lambda: None, repeats=0)
 
 
-def test_evaluator_reports_size_and_latency(minilm_spec) -> None:  # type: ignore[no-untyped-def]
+def test_evaluator_reports_size_and_latency() -> None:
     from helpers import digits_spec_dict
 
     from prunetune.spec import SearchSpec
