@@ -119,7 +119,9 @@ class Pruner:
     pruner from a workbench's layers and scores (Ray actors) work for every granularity.
     """
 
-    def __new__(cls, model: nn.Module, layers: Sequence[PrunableLayer], *args: Any, **kwargs: Any) -> Pruner:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Pruner:
+        # No arguments when copy/pickle rebuild an instance: keep the class as it is.
+        layers = args[1] if len(args) > 1 else kwargs.get("layers")
         if cls is Pruner and layers and all(layer.kind in _UNIT_KINDS for layer in layers):
             from prunetune.pruning.structured import StructuredPruner
 
