@@ -176,7 +176,8 @@ def _export_structured(model: nn.Module, out: Path, state: PruneState, manifest:
         pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
 
         def rename(key: str) -> str | None:
-            m = pattern.match(key + ("." if not key.endswith(".") else ""))
+            """The key after renumbering, or None inside a removed block."""
+            m = pattern.match(key)
             if not m:
                 return key
             head = m.group(0)
