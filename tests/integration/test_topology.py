@@ -1,7 +1,7 @@
 """The docker-compose deployment as processes on loopback, and the compose file checked
 against it.
 
-Docker cannot run here, so ``test_the_compose_topology_as_processes`` starts what
+Docker cannot run here, so ``test_the_deployment_as_processes_on_loopback`` starts what
 ``docker-compose.yml`` starts, service for service: PostgreSQL (a fresh database on the
 running server), a Ray head with no CPUs plus a second Ray node that does the work
 (``ray start --address``, distinct ports, one temp folder), the API, a job runner on the
@@ -19,6 +19,7 @@ commands the process topology runs (:func:`service_commands`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import shutil
@@ -167,7 +168,7 @@ class Topology:
         log = self.tmp / f"{name}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen([*exe, *argv[1:]], stdout=fh, stderr=subprocess.STDOUT, env=self.env,
-                                    start_new_session=True)
+                                    preexec_fn=_own_group_dying_with_parent)
         self.procs[name] = (proc, log)
         return proc
 
@@ -195,6 +196,13 @@ class Topology:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.ray_dir, ignore_errors=True)
+
+
+def _own_group_dying_with_parent() -> None:
+    """In the child: its own process group (stopped as a whole), and SIGTERM when the test
+    process dies without tearing down (killed by a timeout), so nothing is left behind."""
+    os.setsid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _pids_mentioning(text: str) -> list[int]:
@@ -249,7 +257,7 @@ def _ray_node_ports(role: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_the_compose_topology_as_processes(topology: Topology, postgres_url: str) -> None:
+def test_the_deployment_as_processes_on_loopback(topology: Topology, postgres_url: str) -> None:
     upgrade(postgres_url)
     token = create_token(postgres_url, owner="nightly")
     ray_port, api_port, dash_port = _free_port(), _free_port(), _free_port()
