@@ -204,12 +204,3 @@ class JobService:
             raise ConflictError("job", job_id, "the job has not started; its report exists once it has trials") from None
         title = f"job {job_id}: {info.name} ({info.state.value})"
         return render_report(ReportData.from_study(front, title, self.comparison(job_id)))
-
-
-def _check_cron(cron: str) -> None:
-    try:
-        from croniter import croniter
-    except ImportError:  # pragma: no cover - croniter is a dependency
-        return
-    if not croniter.is_valid(cron):
-        raise SpecError("cron", cron, "a 5-field cron expression, e.g. '0 2 * * *'")
