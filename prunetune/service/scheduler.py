@@ -63,16 +63,19 @@ def next_fire(cron: str, tz: str, after: datetime) -> datetime:
     return nxt.astimezone(timezone.utc)  # type: ignore[no-any-return]
 
 
-def fire_times(cron: str, tz: str, first: datetime, now: datetime, limit: int) -> list[datetime]:
-    """The latest ``limit`` fire times in ``[first, now]`` (``first`` is a fire time)."""
+def fire_times(cron: str, tz: str, first: datetime, now: datetime, limit: int) -> tuple[list[datetime], int]:
+    """The latest ``limit`` fire times in ``[first, now]`` (``first`` is a fire time), and
+    how many there are in all."""
     out: list[datetime] = []
+    count = 0
     t = first
     while t <= now:
         out.append(t)
+        count += 1
         if len(out) > limit:
             out.pop(0)
         t = next_fire(cron, tz, t)
-    return out
+    return out, count
 
 
 def run_seed(seed: int, fire_time: datetime) -> int:
@@ -129,16 +132,16 @@ class Scheduler:
         """(fire times to run, missed windows folded or skipped, next run) for a due schedule."""
         if schedule.next_run_at is None:
             return [], 0, next_fire(schedule.cron, schedule.timezone, now)
-        due = fire_times(schedule.cron, schedule.timezone, schedule.next_run_at, now, MAX_CATCH_UP)
+        due, count = fire_times(schedule.cron, schedule.timezone, schedule.next_run_at, now, MAX_CATCH_UP)
         if not due:  # not due after all (clock skew between schedulers)
             return [], 0, schedule.next_run_at
         following = next_fire(schedule.cron, schedule.timezone, due[-1])
-        if schedule.catch_up == "all":
-            return due, 0, following
+        if schedule.catch_up == "all":  # the latest MAX_CATCH_UP windows; older ones are missed
+            return due, count - len(due), following
         if schedule.catch_up == "skip":
             fresh = [t for t in due if (now - t).total_seconds() <= self.grace_s][-1:]
-            return fresh, len(due) - len(fresh), following
-        return due[-1:], len(due) - 1, following
+            return fresh, count - len(fresh), following
+        return due[-1:], count - 1, following
 
     def tick(self, now: datetime | None = None) -> list[Firing]:
         """Fire every due schedule once; returns the jobs this scheduler enqueued."""

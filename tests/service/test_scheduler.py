@@ -198,3 +198,15 @@ def test_schedule_and_scheduler_commands(tmp_path: Path, sqlite_url: str) -> Non
     assert (info.cron, info.timezone, info.catch_up, info.warm_start) == ("0 2 * * *", "Europe/Berlin", "once", True)
     bad = runner.invoke(app, ["schedule", str(path), "--cron", "every night", "--name", "x", "--db", sqlite_url])
     assert bad.exit_code == 2 and "cron" in bad.output
+
+
+def test_missed_windows_are_counted_beyond_the_catch_up_cap(sqlite_url: str) -> None:
+    upgrade(sqlite_url)
+    create_schedule(sqlite_url, spec(), cron="* * * * *", name="once", now=T0)
+    create_schedule(sqlite_url, spec(), cron="* * * * *", name="all", catch_up="all", now=T0)
+    fired = Scheduler(sqlite_url, migrate=False).tick(now=T0 + timedelta(days=1))  # 1440 windows
+    once = [f for f in fired if f.schedule_id == ScheduleStore(sqlite_url).get("once").id]
+    every = [f for f in fired if f.schedule_id == ScheduleStore(sqlite_url).get("all").id]
+    assert len(once) == 1 and once[0].missed == 1439
+    assert len(every) == 100 and every[-1].missed == 1340  # the latest 100; older ones missed
+    assert every[-1].fire_time == once[0].fire_time == datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
