@@ -16,7 +16,10 @@ A directory written by :func:`export` holds ``prunetune.json`` (the manifest) an
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,9 +123,49 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 def export(model: nn.Module, directory: str | Path, state: PruneState | None = None) -> Path:
     """Write ``model`` (pruned by :func:`prunetune.prune`, or masked by hand) to
     ``directory``; returns the directory. Structured pruning recorded on the model (or
-    passed as ``state``) is cut out physically; anything else is saved with its zeros."""
+    passed as ``state``) is cut out physically; anything else is saved with its zeros.
+
+    The files are written to a temporary sibling folder and renamed into place, so a full
+    disk or an unwritable folder leaves nothing half-written.
+
+    Raises:
+        OSError: the export could not be written (naming ``directory``); nothing changed there.
+    """
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would become the export's mode after the rename
+    except OSError as err:
+        raise OSError(err.errno, f"cannot export to {str(out)!r}: {err.strerror or err}") from err
+    try:
+        _write(model, tmp, state)
+        _publish(tmp, out)
+    except OSError as err:
+        raise OSError(err.errno, f"export to {str(out)!r} failed, nothing was written there: "
+                                 f"{err.strerror or err}") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move a finished export into ``out``: one rename when ``out`` is new or empty, else
+    file by file (each ``os.replace`` is atomic)."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    for f in sorted(tmp.rglob("*")):
+        target = out / f.relative_to(tmp)
+        if f.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            os.replace(f, target)
+
+
+def _write(model: nn.Module, out: Path, state: PruneState | None) -> None:
     state = state or getattr(model, STATE_ATTR, None) or PruneState("unstructured")
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -142,7 +185,6 @@ def export(model: nn.Module, directory: str | Path, state: PruneState | None = N
         save_file(compress(tensors), str(out / "compressed.safetensors"))
         manifest.update(kind="unstructured", tied=tied)
     _write_manifest(out, manifest)
-    return out
 
 
 def _export_structured(model: nn.Module, out: Path, state: PruneState, manifest: dict[str, Any]) -> None:
