@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
+from prunetune.errors import SpecError
 from prunetune.spec import ModelSpec
 
 
@@ -84,7 +86,8 @@ def load_hf_directory(path: str, name: str | None = None) -> LoadedModel:
         auto = AutoModelForCausalLM
     elif any(a.endswith("ForSequenceClassification") for a in arch):
         auto = AutoModelForSequenceClassification
-    model = auto.from_pretrained(path, trust_remote_code=False, local_files_only=True)
+    # use_safetensors: a directory with only pickled weights (pytorch_model.bin) is refused.
+    model = auto.from_pretrained(path, trust_remote_code=False, local_files_only=True, use_safetensors=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError, TypeError):
@@ -145,7 +148,15 @@ def load_model(spec: ModelSpec, seed: int = 0) -> LoadedModel:
     if spec.source == "digits":
         return load_digits_mlp(seed=seed)
     if spec.path is not None:
-        return load_hf_directory(spec.path)
+        try:
+            return load_hf_directory(spec.path)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+            # transformers' own messages name files, not the spec field; say which field.
+            raise SpecError(
+                "model.path", spec.path,
+                f"a Hugging Face directory with config.json and complete *.safetensors weights "
+                f"(pickled weights are refused); loading failed: {type(err).__name__}: {err}",
+            ) from err
     assert spec.factory is not None  # guaranteed by ModelSpec validation
     module_name, _, func = spec.factory.partition(":")
     model = getattr(importlib.import_module(module_name), func)()
