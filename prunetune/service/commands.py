@@ -71,11 +71,20 @@ def register(app: typer.Typer) -> None:
         db: Db = DEFAULT_DB,
         host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
         port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+        roots: Annotated[list[str] | None, typer.Option(
+            help="folder that model, data and export paths must lie in (repeat for several; "
+                 "default: $PRUNETUNE_ROOTS)")] = None,
     ) -> None:
         """The HTTP API (jobs, trials, fronts, exports); upgrades the database first."""
+        import os
+
         import uvicorn
 
         from prunetune.service.app import create_app
+        from prunetune.service.roots import ROOTS_ENV
+
+        if roots:
+            os.environ[ROOTS_ENV] = os.pathsep.join(roots)
 
         try:
             api = create_app(db)

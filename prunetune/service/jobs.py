@@ -14,6 +14,7 @@ from optuna.trial import TrialState as OptunaState
 
 from prunetune.errors import SpecError
 from prunetune.search.pareto import non_dominated
+from prunetune.service.roots import confine, confine_spec
 from prunetune.spec import SearchSpec
 from prunetune.store.db import ConflictError, upgrade
 from prunetune.store.jobs import JobInfo, JobStore
@@ -52,6 +53,7 @@ class JobService:
     # -- jobs --------------------------------------------------------------------------
 
     def submit(self, spec_data: Any, owner: str = "local") -> dict[str, Any]:
+        confine_spec(spec_data)
         spec = parse_spec(spec_data)
         info = self.jobs.submit(spec.to_dict(), name=spec.name, trials=spec.budget.trials, owner=owner)
         return info.to_json()
@@ -140,6 +142,7 @@ class JobService:
         """Write trial ``trial`` of the job as a pruned model under ``out``."""
         from prunetune.service.export import export_trial
 
+        confine("out", out)
         info = self.jobs.get(job_id)
         study = self._study(info)
         complete = {t.number: t for t in (study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
@@ -164,6 +167,7 @@ class JobService:
                  reseed: bool = True) -> dict[str, Any]:
         from prunetune.service.scheduler import create_schedule
 
+        confine_spec(spec_data)
         spec = parse_spec(spec_data)
         return create_schedule(self.db, spec.to_dict(), cron=cron, name=name, tz=timezone,
                                catch_up=catch_up, warm_start=warm_start, reseed=reseed, owner=owner).to_json()
