@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,6 +23,14 @@ from prunetune.store.db import ConflictError, DatabaseUnavailableError, NotFound
 from prunetune.store.tokens import verify_token
 
 log = logging.getLogger(__name__)
+
+_MAX_ID = 2**63 - 1  # ids are 64-bit in the database; a larger number is a 422, not a driver overflow
+JobId = Annotated[int, Path(ge=0, le=_MAX_ID, description="job id")]
+
+
+def _schedule_key(key: str) -> int | str:
+    """A schedule's id (digits that fit a database integer) or its name."""
+    return int(key) if key.isdigit() and int(key) <= _MAX_ID else key
 
 
 class SubmitRequest(BaseModel):
@@ -131,23 +139,23 @@ def create_app(db: str) -> FastAPI:
         return service.list_jobs(state=state, limit=limit)
 
     @app.get("/jobs/{job_id}")
-    def get_job(job_id: int, who: str = Depends(owner)) -> dict[str, Any]:
+    def get_job(job_id: JobId, who: str = Depends(owner)) -> dict[str, Any]:
         return service.get(job_id)
 
     @app.get("/jobs/{job_id}/front")
-    def front(job_id: int, who: str = Depends(owner)) -> list[dict[str, Any]]:
+    def front(job_id: JobId, who: str = Depends(owner)) -> list[dict[str, Any]]:
         return service.front(job_id)
 
     @app.get("/jobs/{job_id}/trials")
-    def trials(job_id: int, who: str = Depends(owner)) -> list[dict[str, Any]]:
+    def trials(job_id: JobId, who: str = Depends(owner)) -> list[dict[str, Any]]:
         return service.trials(job_id)
 
     @app.post("/jobs/{job_id}/cancel")
-    def cancel(job_id: int, who: str = Depends(owner)) -> dict[str, Any]:
+    def cancel(job_id: JobId, who: str = Depends(owner)) -> dict[str, Any]:
         return service.cancel(job_id)
 
     @app.post("/jobs/{job_id}/export", status_code=201)
-    def export(job_id: int, body: ExportRequest, who: str = Depends(owner)) -> dict[str, Any]:
+    def export(job_id: JobId, body: ExportRequest, who: str = Depends(owner)) -> dict[str, Any]:
         return service.export(job_id, body.trial, body.out)
 
     @app.post("/schedules", status_code=201)
@@ -161,18 +169,18 @@ def create_app(db: str) -> FastAPI:
 
     @app.get("/schedules/{key}/runs")
     def schedule_runs(key: str, who: str = Depends(owner)) -> list[dict[str, Any]]:
-        return service.schedule_runs(int(key) if key.isdigit() else key)
+        return service.schedule_runs(_schedule_key(key))
 
     @app.patch("/schedules/{key}")
     def update_schedule(key: str, body: ScheduleUpdate, who: str = Depends(owner)) -> dict[str, Any]:
-        return service.set_schedule_enabled(int(key) if key.isdigit() else key, body.enabled)
+        return service.set_schedule_enabled(_schedule_key(key), body.enabled)
 
     @app.get("/jobs/{job_id}/comparison")
-    def comparison(job_id: int, who: str = Depends(owner)) -> dict[str, Any] | None:
+    def comparison(job_id: JobId, who: str = Depends(owner)) -> dict[str, Any] | None:
         return service.comparison(job_id)
 
     @app.get("/jobs/{job_id}/report", response_class=HTMLResponse)
-    def report(job_id: int, who: str = Depends(owner)) -> HTMLResponse:
+    def report(job_id: JobId, who: str = Depends(owner)) -> HTMLResponse:
         return HTMLResponse(service.report(job_id))
 
     return app
