@@ -44,8 +44,9 @@ class PrunetuneSearcher(Searcher):
 
     Args:
         strategy: any prunetune ``Strategy`` (its space fixes the layers).
-        metric: the quality metric the trainable reports; None: taken from
-            ``TuneConfig(metric=...)``.
+        metric: the quality metric the trainable reports. Give it here: Tune passes
+            ``TuneConfig(metric=..., mode=...)`` to a searcher only together with a
+            ``param_space``, which this searcher does not take.
         mode: ``"max"`` or ``"min"`` for ``metric``; strategies maximise quality, so a
             ``"min"`` metric is negated before they see it.
         size_metric: a reported metric to use as size (lower is better) instead of the
@@ -58,11 +59,11 @@ class PrunetuneSearcher(Searcher):
     def __init__(
         self,
         strategy: Strategy,
-        metric: str | None = None,
-        mode: str | None = None,
+        metric: str,
+        mode: str = "max",
         size_metric: str | None = None,
     ) -> None:
-        if mode is not None and mode not in _MODES:
+        if mode not in _MODES:
             raise ValueError(f"mode must be 'max' or 'min'; got {mode!r}")
         super().__init__(metric=metric, mode=mode)
         self.strategy = strategy
@@ -74,8 +75,7 @@ class PrunetuneSearcher(Searcher):
     @classmethod
     def for_space(
         cls, space: SearchSpace, strategy: str = "random", *, seed: int = 0, budget: int = 64,
-        metric: str | None = None, mode: str | None = None, size_metric: str | None = None,
-        **options: Any,
+        metric: str, mode: str = "max", size_metric: str | None = None, **options: Any,
     ) -> PrunetuneSearcher:
         """Build the named strategy (``prunetune.search.registry``) over ``space``."""
         from prunetune.search.registry import strategy_class
@@ -98,11 +98,6 @@ class PrunetuneSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
-        if self._metric is None or self._mode is None:
-            raise ValueError(
-                "PrunetuneSearcher needs a metric and a mode: pass them to it or to "
-                "tune.TuneConfig(metric=..., mode=...)"
-            )
         asked = self.strategy.ask(1)
         if not asked:
             return Searcher.FINISHED

@@ -34,7 +34,8 @@ def trainable(config: dict[str, Any], bench: Any) -> None:
 def test_tune_runs_a_prunetune_strategy(tmp_path: Path) -> None:
     spec = SearchSpec.from_dict(digits_spec_dict())
     bench = build_workbench(spec)
-    searcher = PrunetuneSearcher.for_space(bench.space, "random", seed=0, budget=4)
+    searcher = PrunetuneSearcher.for_space(bench.space, "random", seed=0, budget=4,
+                                           metric="accuracy", mode="max")
     tuner = tune.Tuner(
         tune.with_parameters(trainable, bench=bench),
         tune_config=tune.TuneConfig(search_alg=searcher, metric="accuracy", mode="max",
@@ -53,7 +54,8 @@ def test_tune_runs_a_prunetune_strategy(tmp_path: Path) -> None:
         assert told[sparsities] == result.metrics["accuracy"]
         assert 0.0 < result.metrics["accuracy"] <= 1.0
     # the same candidates, in order, as the strategy proposes on its own
-    again = PrunetuneSearcher.for_space(bench.space, "random", seed=0, budget=4).strategy.ask(4)
+    again = PrunetuneSearcher.for_space(bench.space, "random", seed=0, budget=4,
+                                        metric="accuracy").strategy.ask(4)
     assert {c.sparsities for c in again} == set(told)
     best = grid.get_best_result()
     assert best.metrics is not None and best.metrics["accuracy"] == max(told.values())
