@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench bench-full results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,8 +26,17 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# The CPU benchmark set (about 30 min on 2 cores), then the README's Results section.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py --set cpu
+
+# What does not fit in bench: 3 seeds, 256 evaluations, Pareto mode (hours on 2 cores).
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --set full
+
+# Regenerate the README's Results section from benchmarks/results/*.json only.
+results: $(STAMP)
+	$(BIN)/python benchmarks/readme_tables.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 from torch.nn.utils import prune
 
 from prunetune.spec import SearchSpec
@@ -104,6 +105,7 @@ def main() -> None:
     bench.pruner.restore()
     out = {
         "benchmark": "eval_cost",
+        "provenance": provenance(vars(args), bench=bench, seeds=[0]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.system()}, torch threads {args.threads}",
         "torch": torch.__version__,

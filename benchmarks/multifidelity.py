@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from prunetune.evaluators.screening import PromotionRule, ScreenedStrategy
 from prunetune.search.base import Strategy
@@ -81,7 +82,8 @@ def compare(args: argparse.Namespace, target: float | None, db: str) -> dict[str
                        args.seconds, db, f"{mode}-screened")
     print(f"{mode} screened: {screened['candidates']} candidates ({screened['full_fidelity_evaluations']} promoted), "
           f"hypervolume {screened['hypervolume']:.4f}", flush=True)
-    return {"full": full, "screened": screened,
+    return {"provenance": provenance(vars(args) | {"target": target}, bench=bench, seeds=[0]),
+            "full": full, "screened": screened,
             "candidates_ratio": screened["candidates"] / full["candidates"],
             "hypervolume_ratio": screened["hypervolume"] / full["hypervolume"]}
 

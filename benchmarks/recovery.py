@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from prunetune.spec import SearchSpec
 from prunetune.workbench import build_workbench
@@ -57,6 +58,7 @@ def main() -> None:
     after_search = bench.evaluator.evaluate(s, split="search")
     out = {
         "benchmark": "recovery",
+        "provenance": provenance(vars(args), bench=bench, seeds=[0]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.system()}, torch threads {args.threads}",
         "model": bench.loaded.name, "allocation": f"uniform {args.sparsity} (Wanda, per-row)",

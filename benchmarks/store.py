@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 import optuna
 import sqlalchemy as sa
+from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from prunetune.runner import package_versions
 from prunetune.search.base import TrialResult, TrialState
@@ -168,7 +169,8 @@ def main() -> None:
 
     from prunetune.workbench import build_workbench
 
-    space = build_workbench(SearchSpec.from_dict(digits_spec(1))).space
+    bench = build_workbench(SearchSpec.from_dict(digits_spec(1)))
+    space = bench.space
     with tempfile.TemporaryDirectory() as tmp:
         sqlite = record_rate(f"sqlite:///{tmp}/bench.db", space, args.trials, args.repeats)
         print(f"sqlite: {sqlite['median']:.1f} trial records/s ({[round(r, 1) for r in sqlite['rates']]})", flush=True)
@@ -181,6 +183,8 @@ def main() -> None:
 
     result = {
         "benchmark": "store",
+        "provenance": provenance({k: str(v) for k, v in vars(args).items()}, bench=bench,
+                                 seeds=sorted({0, *range(args.repeats), *range(args.jobs)})),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs (shared)",
         "versions": package_versions(),

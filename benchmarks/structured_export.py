@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 from safetensors import safe_open
 
 import prunetune
@@ -77,6 +78,7 @@ def main() -> None:
     task = build_task(loaded, TaskSpec.model_validate(
         {"kind": "embedding", "calibration": 64, "search": 32, "report": args.report}))
     task.prepare(model)
+    prov = provenance(vars(args), loaded=loaded, task=task, seeds=[0])  # before pruning: the dense fingerprint
     calibration = Calibration(task.calibration_batches(), task.forward, task.loss, task.token_mask)
     report = prunetune.prune(model, args.fraction, criterion="taylor", granularity="heads+neurons",
                              calibration=calibration)
@@ -110,6 +112,7 @@ def main() -> None:
     neurons = [r for r in report.layers if r.kind == "neurons"]
     result = {
         "benchmark": "structured_export",
+        "provenance": prov,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "threads": args.threads, "torch": torch.__version__},

@@ -1,0 +1,84 @@
+"""Provenance shared by the benchmark scripts: what a result file needs so that a reader
+can tell which code, model, data, seeds and machine produced it.
+
+``provenance(config, bench=..., seeds=...)`` returns one dict for the result's
+``"provenance"`` key: a hash of the benchmark's configuration (the spec's own digest when
+a spec is given), the model fingerprint and data-split hashes of a workbench, the seeds,
+package versions, the git commit, the date (UTC) and the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prunetune.evaluators.sources import LoadedModel
+from prunetune.evaluators.tasks import Task
+from prunetune.runner import package_versions
+from prunetune.spec import SearchSpec
+from prunetune.workbench import Workbench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """16 hex digits of SHA-256 over the config as sorted JSON (paths and objects as str)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def machine() -> str:
+    """``x86_64 Linux, 2 CPUs`` plus the processor name where the platform reports one."""
+    cpu = platform.processor()
+    return f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs" + (f" ({cpu})" if cpu else "")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    except OSError:
+        return ""
+    return out.stdout.strip()
+
+
+def provenance(
+    config: Mapping[str, Any],
+    *,
+    bench: Workbench | None = None,
+    spec: SearchSpec | None = None,
+    loaded: LoadedModel | None = None,
+    task: Task | None = None,
+    seeds: Sequence[int] = (0,),
+) -> dict[str, Any]:
+    """Provenance for a result file.
+
+    Args:
+        config: the benchmark's settings (e.g. ``vars(args)``); hashed as ``config_hash``.
+        bench: the workbench the run used, for the model fingerprint and data-split hashes.
+        spec: the job spec, hashed as ``spec_hash`` (defaults to ``bench.spec``).
+        loaded, task: the model and task of a run without a workbench (default: the bench's).
+        seeds: every seed the run used.
+    """
+    if bench is not None:
+        spec, loaded, task = spec or bench.spec, loaded or bench.loaded, task or bench.task
+    out: dict[str, Any] = {
+        "config_hash": config_hash(config),
+        "spec_hash": spec.digest() if spec is not None else None,
+        "model": loaded.name if loaded is not None else None,
+        "model_fingerprint": (bench.fingerprint if bench is not None
+                              else loaded.fingerprint() if loaded is not None else None),
+        "data_hashes": task.data_hashes() if task is not None else None,
+        "seeds": list(seeds),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    return out

@@ -1,0 +1,426 @@
+"""Build the README's ``## Results`` section from ``benchmarks/results/*.json`` only.
+
+Replaces what lies between ``<!-- results:start -->`` and ``<!-- results:end -->`` in
+README.md (inserted before ``## Evaluators`` the first time) and draws
+``docs/results-fronts.png``. Every figure comes from a JSON file a benchmark wrote; a
+table whose file is missing says "not yet run". Where prunetune does not beat a
+baseline the text says so, decided from the same numbers.
+
+    .venv/bin/python benchmarks/readme_tables.py [--check]
+
+``--check`` exits 1 when README.md is not what the JSON files produce. Ends with
+``RESULT tables=<n> missing=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+FIGURE = ROOT / "docs" / "results-fronts.png"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+STRATEGIES = ("uniform", "owl", "random", "evolutionary", "bayesian", "policy-gradient")
+BASELINES = ("uniform", "owl")
+NOISE = ("Timing figures are medians on a shared 2-core machine; repeated runs differ by about "
+         "±15%, so timing ratios within that band are a tie. Quality figures are deterministic "
+         "given the seeds (same code, data hashes and seeds give the same numbers).")
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except json.JSONDecodeError:
+        return None
+
+
+def day(d: dict[str, Any]) -> str:
+    when = d.get("date") or d.get("started") or (d.get("provenance") or {}).get("date") or ""
+    return str(when)[:16].replace("T", " ") + (" UTC" if when else "")
+
+
+def where(d: dict[str, Any]) -> str:
+    prov = d.get("provenance") or {}
+    m = d.get("machine")
+    return str(prov.get("machine") or (m if isinstance(m, str) and m.strip() else m and m.get("platform")) or "?")
+
+
+def stamp(d: dict[str, Any], script: str) -> str:
+    prov = d.get("provenance") or {}
+    tag = f", config `{prov['config_hash']}`" if prov.get("config_hash") else ""
+    tag += f", spec `{prov['spec_hash']}`" if prov.get("spec_hash") else ""
+    return f"_`{script}`, {day(d)}, {where(d)}{tag}._"
+
+
+# -- search quality ------------------------------------------------------------------
+
+
+def search_runs() -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(RESULTS.glob("search_quality-*.json")):
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        d["_file"] = path.name
+        out.append(d)
+    return sorted(out, key=lambda d: d.get("started", ""))
+
+
+def best_cells(runs: list[dict[str, Any]], mode: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """(sparsity or 'pareto', budget, strategy) -> summary cell from the run with the most
+    seeds, the latest among equals."""
+    cells: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for d in runs:
+        if d.get("mode") != mode:
+            continue
+        a = d["args"]
+        level = a["sparsity"] if mode == "budget" else "pareto"
+        for s, v in d["summary"].items():
+            key = (level, a["budget"], s)
+            cell = dict(v, date=day(d), file=d["_file"], retrieval=(d.get("retrieval") or {}).get(s))
+            if key not in cells or v["n"] >= cells[key]["n"]:
+                cells[key] = cell
+    return cells
+
+
+def fmt_cell(c: dict[str, Any] | None, digits: int = 3) -> str:
+    if c is None:
+        return ""
+    spread = f" ±{c['spread']:.{digits}f}" if c["n"] > 1 else ""
+    return f"{c['mean']:.{digits}f}{spread} (n={c['n']:.0f})"
+
+
+def quality_section(runs: list[dict[str, Any]]) -> list[str]:
+    cells = best_cells(runs, "budget")
+    rows = sorted({(k[0], k[1]) for k in cells}, key=lambda r: (r[1], r[0]))
+    lines = ["### Search quality: REPORT-split `1 - fidelity` (lower is better)", ""]
+    if not rows:
+        return [*lines, "Not yet run (`benchmarks/search_quality.py`).", ""]
+    lines += [
+        "Budget mode, MiniLM, Wanda scores, every strategy with the same number of evaluations of "
+        "the search split (a screen at fraction f counts f). Each cell: mean over seeds, ± half the "
+        "range where n > 1, and n = the number of seeds (uniform and OWL are deterministic: one run "
+        "stands for every seed). Best per row in bold.", "",
+        "| sparsity | evaluations | " + " | ".join(STRATEGIES) + " | run |",
+        "|---|---|" + "---|" * len(STRATEGIES) + "---|",
+    ]
+    verdicts = []
+    for level, budget in rows:
+        row = {s: cells.get((level, budget, s)) for s in STRATEGIES}
+        present = {s: c for s, c in row.items() if c}
+        best = min(present, key=lambda s: present[s]["mean"])
+        shown = [("**" + fmt_cell(c) + "**" if s == best else fmt_cell(c)) for s, c in row.items()]
+        dates = sorted({c["date"][:10] for c in present.values()})
+        lines.append(f"| {level} | {budget} | " + " | ".join(shown) + f" | {', '.join(dates)} |")
+        base = row.get("uniform")
+        if base:
+            for s, c in present.items():
+                if s in BASELINES:
+                    continue
+                rel = (c["mean"] - base["mean"]) / base["mean"]
+                if c["mean"] >= base["mean"]:
+                    verdicts.append(f"- At {level} with {budget} evaluations, **{s} does not beat uniform** "
+                                    f"({c['mean']:.3f} against {base['mean']:.3f}).")
+                else:
+                    verdicts.append(f"- At {level} with {budget} evaluations, {s} is {-rel:.1%} below uniform.")
+            owl = row.get("owl")
+            if owl and owl["mean"] >= base["mean"]:
+                verdicts.append(f"- At {level}, the OWL baseline is worse than uniform ({owl['mean']:.3f} "
+                                f"against {base['mean']:.3f}): its outlier heuristic points the wrong way on this model.")
+    missing = [f"{lv}/{b}: {', '.join(s for s in STRATEGIES if (lv, b, s) not in cells)}" for lv, b in rows
+               if any((lv, b, s) not in cells for s in STRATEGIES)]
+    lines += ["", *verdicts]
+    if missing:
+        lines += [f"- Not run (sparsity/evaluations: strategies): {'; '.join(missing)}."]
+    if all(c["n"] < 3 for c in cells.values()):
+        lines += ["- Every cell is one seed: the 3-seed runs (`make bench-full`) have not been run yet, "
+                  "so differences between families are single draws."]
+    lines += ["", *hypervolume_section(runs)]
+    return lines
+
+
+def hypervolume_section(runs: list[dict[str, Any]]) -> list[str]:
+    cells = best_cells(runs, "pareto")
+    lines = ["### Pareto mode: hypervolume of the REPORT-split front (higher is better)", ""]
+    if not cells:
+        return [*lines, "Not yet run: `benchmarks/search_quality.py --pareto --budget 64` and `--budget 256` "
+                "are in `make bench-full`.", ""]
+    budgets = sorted({k[1] for k in cells})
+    lines += ["Quality = fidelity, size = nonzero parameters / model parameters, reference point "
+              "(fidelity 0, size 1).", "",
+              "| evaluations | " + " | ".join(STRATEGIES) + " |", "|---|" + "---|" * len(STRATEGIES)]
+    for b in budgets:
+        lines.append(f"| {b} | " + " | ".join(fmt_cell(cells.get(("pareto", b, s)), 4) for s in STRATEGIES) + " |")
+    for b in (64, 256):
+        if b not in budgets:
+            lines.append(f"\n{b} evaluations: not yet run.")
+    return [*lines, ""]
+
+
+# -- the naive peer --------------------------------------------------------------------
+
+
+def naive_section() -> list[str]:
+    d = load("naive_optuna")
+    lines = ["### Against the naive alternative (same data, budget and projection)", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/peers/naive_optuna.py`).", ""]
+    a = d["args"]
+    lines += [
+        f"Optuna TPE over {len(d['runs'][0]['allocation'])} per-layer amounts, each trial projected exactly "
+        f"onto sparsity {a['sparsity']} (`prunetune.spaces.budget`), `copy.deepcopy` + "
+        "`torch.nn.utils.prune.l1_unstructured` per layer, search texts tokenised per trial; "
+        f"beside prunetune in the same run, {a['budget']} evaluations each, seed {a['seed']}.", "",
+        "| side | seconds per evaluation | REPORT `1 - fidelity` | retrieval@1 (dense "
+        f"{d['dense']['retrieval_at_1']:.3f}) |", "|---|---|---|---|",
+    ]
+    naive = d["runs"][0]
+    for r in d["runs"]:
+        name = "naive Optuna + torch.nn.utils.prune" if r["side"] == "naive" else f"prunetune `{r['side']}`"
+        lines.append(f"| {name} | {r['seconds_per_evaluation']:.2f} | {r['one_minus_fidelity']:.3f} | "
+                     f"{r['retrieval_at_1']:.3f} |")
+    lines.append("")
+    for r in d["runs"][1:]:
+        speed = naive["seconds_per_evaluation"] / r["seconds_per_evaluation"]
+        better = r["one_minus_fidelity"] < naive["one_minus_fidelity"]
+        lines.append(f"- prunetune `{r['side']}`: {speed:.2f}x the naive loop's evaluations per second; "
+                     + (f"REPORT `1 - fidelity` {r['one_minus_fidelity']:.3f} against {naive['one_minus_fidelity']:.3f}."
+                        if better else f"**does not beat the naive loop on quality** ({r['one_minus_fidelity']:.3f} "
+                        f"against {naive['one_minus_fidelity']:.3f})."))
+        if speed < 1.15:
+            lines.append("  The speed difference is inside the ±15% timing noise.")
+    return [*lines, "", stamp(d, "benchmarks/peers/naive_optuna.py"), ""]
+
+
+# -- cost, scale, service ---------------------------------------------------------------
+
+
+def cost_section() -> list[str]:
+    d = load("eval_cost")
+    lines = ["### Cost of an evaluation against the forward-pass floor", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/eval_cost.py`).", ""]
+    f = d["median_forward_s"]
+    lines += [f"MiniLM, {d['search_chunks']} search chunks, medians of {len(d['rounds']) - 1} rounds "
+              "(a warm-up round dropped), the three variants rotated within each round.", "",
+              "| path | seconds | / forward (median of per-round ratios) |", "|---|---|---|",
+              f"| dense forward pass (the floor) | {f:.3f} | 1.00 |",
+              f"| prunetune evaluation (masks in place, score, size metrics, restore) | "
+              f"{d['median_evaluation_s']:.3f} | **{d['eval_over_forward']:.2f}** |",
+              f"| naive: deepcopy + `torch.nn.utils.prune` + forward | {d['median_naive_s']:.3f} | "
+              f"{d['naive_over_forward']:.2f} |", "",
+              f"Apply {d['apply_s'] * 1e3:.0f} ms, restore {d['restore_s'] * 1e3:.1f} ms, size metrics "
+              f"{d['size_metrics_s'] * 1e3:.0f} ms; the rest is the forward pass.", "", stamp(d, "benchmarks/eval_cost.py"), ""]
+    return lines
+
+
+def scale_section() -> list[str]:
+    d = load("scale")
+    lines = ["### Scale with workers", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/scale.py`).", ""]
+    s = d["summary"]
+    e = s["evals_per_minute"]
+    lines += ["| evaluator | evaluations per minute | ratio |", "|---|---|---|",
+              f"| in-process | {e['in_process']:.1f} | 1.00 |",
+              f"| Ray, 1 actor | {e['ray_1']:.1f} | {s['ray_1_over_in_process']:.2f} |",
+              f"| Ray, 2 actors | {e['ray_2']:.1f} | {s['speedup_2_over_1']:.2f} x 1 actor |", "",
+              f"Controller overhead per trial (wall time outside evaluations / wall time): "
+              f"{s['controller_overhead']:.1%}. Ray start {s['ray_start_seconds']:.1f} s, actors ready "
+              f"{s['actors_ready_seconds']['ray_2']:.1f} s (not in the rates). Medians of "
+              f"{len(d.get('rounds', []))} rounds; one torch thread per evaluator.", "",
+              stamp(d, "benchmarks/scale.py"), ""]
+    return lines
+
+
+def store_section() -> list[str]:
+    d = load("store")
+    lines = ["### Store and service", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/store.py`).", ""]
+    first = d["submit_to_first_trial"]
+    lines += ["| measure | median |", "|---|---|",
+              f"| trial records per second, SQLite (file) | {d['sqlite']['median']:.1f} |",
+              f"| trial records per second, PostgreSQL (loopback) | {d['postgres']['median']:.1f} |",
+              f"| submit (HTTP) to first evaluated trial, digits model, worker polling every "
+              f"{first['worker_poll_s']:.0f} s | {first['median']:.2f} s |", "",
+              f"Medians of {d['sqlite']['repeats']} runs of {d['sqlite']['trials']} records and of "
+              f"{first['jobs']} jobs.", "", stamp(d, "benchmarks/store.py"), ""]
+    return lines
+
+
+def recovery_section() -> list[str]:
+    d = load("recovery")
+    lines = ["### Recovery fine-tuning", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/recovery.py`).", ""]
+    b, a, r = d["report_before"], d["report_after"], d["recovery"]
+    lines += [f"{d['allocation']}, {r['steps']} steps, distillation {r['distill']}, lr {r['lr']}.", "",
+              "| REPORT split | before | after |", "|---|---|---|",
+              f"| fidelity | {b['fidelity']:.3f} | **{a['fidelity']:.3f}** |",
+              f"| retrieval@1 | {b['retrieval_at_1']:.3f} | {a['retrieval_at_1']:.3f} |", "",
+              f"Recovery took {a['recovery_seconds']:.0f} s of the {a['eval_seconds']:.0f} s evaluation "
+              "(the search evaluations above use none).", "", stamp(d, "benchmarks/recovery.py"), ""]
+    return lines
+
+
+def structured_section() -> list[str]:
+    d = load("structured_export")
+    lines = ["### Structured export", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/structured_export.py`).", ""]
+    emb = d["dense_params"] - d["dense_encoder_params"]
+    lines += [f"{d['fraction_requested']:.0%} of heads and MLP neurons per block removed, exported and "
+              "loaded back.", "",
+              "| measure | dense | pruned export | ratio |", "|---|---|---|---|",
+              f"| encoder-block parameters | {d['dense_encoder_params'] / 1e6:.2f} M | "
+              f"{d['pruned_encoder_params'] / 1e6:.2f} M | {d['encoder_params_ratio']:.3f} |",
+              f"| all parameters | {d['dense_params'] / 1e6:.2f} M | {d['pruned_params'] / 1e6:.2f} M | "
+              f"{d['params_ratio']:.3f} |",
+              f"| safetensors bytes | {d['dense_bytes'] / 1e6:.1f} MB | {d['pruned_bytes'] / 1e6:.1f} MB | "
+              f"{d['file_ratio']:.3f} |",
+              f"| CPU forward | | | speedup {d['speedup_median']:.2f} (rounds {d['speedup_min']:.2f}-"
+              f"{d['speedup_max']:.2f}) |", "",
+              f"Fidelity without recovery {d['fidelity_export']:.3f}. The file shrinks only to "
+              f"{d['file_ratio']:.3f}: the {emb / 1e6:.1f} M parameters outside the blocks (mostly the "
+              "embedding table) stay dense, so the disk ratio is limited by the embedding table.", "",
+              stamp(d, "benchmarks/structured_export.py"), ""]
+    return lines
+
+
+def multifidelity_section() -> list[str]:
+    d = load("multifidelity")
+    lines = ["### Multi-fidelity screening at equal wall time", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/multifidelity.py`).", ""]
+    lines += [f"Random search, {d['seconds_per_arm']:.0f} s per arm, {d['search_chunks']} search chunks, "
+              f"screens at fraction {d['fraction']}; screened / full.", "",
+              "| mode | candidates ratio | hypervolume ratio |", "|---|---|---|"]
+    for mode, key in (("Pareto", "pareto"), ("budget 0.7", "budget_0.7")):
+        if key in d:
+            lines.append(f"| {mode} | {d[key]['candidates_ratio']:.2f} | {d[key]['hypervolume_ratio']:.3f} |")
+    lines.append("")
+    for mode, key in (("Pareto", "pareto"), ("budget", "budget_0.7")):
+        if key in d and d[key]["hypervolume_ratio"] <= 1.0:
+            lines.append(f"- {mode} mode: **screening did not help** in this run (hypervolume ratio "
+                         f"{d[key]['hypervolume_ratio']:.3f}).")
+    return [*lines, "", stamp(d, "benchmarks/multifidelity.py"), ""]
+
+
+# -- the figure -----------------------------------------------------------------------
+
+
+def figure(runs: list[dict[str, Any]]) -> str | None:
+    """Fronts (Pareto runs) or the best allocation at each sparsity (budget runs) per
+    strategy against the uniform and OWL baselines; None when matplotlib is absent."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    pareto = [d for d in runs if d.get("mode") == "pareto"]
+    if pareto:
+        d = max(pareto, key=lambda d: (d["args"]["budget"], d.get("started", "")))
+        for s in STRATEGIES:
+            rows = [r for r in d["runs"] if r["strategy"] == s and r["seed"] == 0]
+            if not rows:
+                continue
+            pts = sorted((p["size"] / 1e6, p["report"].get("fidelity")) for p in rows[0]["front"]
+                         if p["report"].get("fidelity") is not None)
+            style = "--" if s in BASELINES else "-"
+            ax.plot([x for x, _ in pts], [y for _, y in pts], style, marker="o", ms=3, label=s)
+        ax.set_xlabel("nonzero parameters (millions)")
+        ax.set_ylabel("fidelity, REPORT split")
+        ax.set_title(f"Pareto fronts, {d['args']['budget']} evaluations")
+    else:
+        cells = best_cells(runs, "budget")
+        budget = 64
+        for s in STRATEGIES:
+            pts = sorted((k[0], 1 - c["mean"]) for k, c in cells.items() if k[2] == s and k[1] == budget)
+            if not pts:
+                continue
+            style = "--" if s in BASELINES else "-"
+            ax.plot([x for x, _ in pts], [y for _, y in pts], style, marker="o", label=s)
+        ax.set_xlabel("overall sparsity (budget mode)")
+        ax.set_ylabel("fidelity of the best allocation, REPORT split")
+        ax.set_title(f"MiniLM: each strategy's best at {budget} evaluations vs. uniform and OWL (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, metadata={"Software": None})  # no version stamp: the PNG changes only with the data
+    plt.close(fig)
+    return FIGURE.relative_to(ROOT).as_posix()
+
+
+# -- assembly ---------------------------------------------------------------------------
+
+
+def section() -> tuple[str, int]:
+    runs = search_runs()
+    parts = [quality_section(runs), naive_section(), cost_section(), scale_section(), store_section(),
+             recovery_section(), structured_section(), multifidelity_section()]
+    missing = sum(1 for p in parts if any(line.startswith("Not yet run") for line in p))
+    dates = [day(d) for d in runs] + [day(d) for n in ("naive_optuna", "eval_cost", "scale", "store", "recovery",
+                                                         "structured_export", "multifidelity") if (d := load(n))]
+    machines = sorted({where(d) for d in runs[-1:]} | {where(d) for n in ("naive_optuna", "eval_cost") if (d := load(n))})
+    fig = figure(runs)
+    head = [START, "<!-- generated by benchmarks/readme_tables.py from benchmarks/results/*.json; do not edit by hand -->",
+            "## Results", "",
+            "The table of record: every figure below is read from the JSON files in "
+            "`benchmarks/results/` (each with its provenance: config or spec hash, model fingerprint, "
+            "data-split hashes, seeds, package versions, date and machine). `make bench` reruns the CPU "
+            "set (about 30 minutes on 2 cores) and regenerates this section; `make bench-full` adds the "
+            "3-seed, 256-evaluation and Pareto runs.", "",
+            f"Runs from {min(dates)[:10] if dates else '?'} to {max(dates) if dates else '?'} on "
+            f"{'; '.join(machines) or '?'}. {NOISE}", ""]
+    if fig:
+        head += [f"![fronts against the uniform and OWL baselines]({fig})", ""]
+    body = [line for p in parts for line in p]
+    text = "\n".join([*head, *body]).rstrip() + "\n" + END
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text, missing
+
+
+def splice(readme: str, block: str) -> str:
+    if START in readme and END in readme:
+        pre, rest = readme.split(START, 1)
+        return pre + block + rest.split(END, 1)[1]
+    anchor = "\n## Evaluators"
+    if anchor in readme:
+        i = readme.index(anchor)
+        return readme[:i] + "\n" + block + "\n" + readme[i:]
+    return readme.rstrip() + "\n\n" + block + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
+    args = p.parse_args(argv)
+    block, missing = section()
+    old = README.read_text()
+    new = splice(old, block)
+    tables = block.count("\n|---")
+    if args.check:
+        print(f"RESULT tables={tables} missing={missing} up_to_date={int(new == old)}")
+        return 0 if new == old else 1
+    README.write_text(new)
+    print(f"RESULT tables={tables} missing={missing}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

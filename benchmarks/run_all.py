@@ -1,0 +1,124 @@
+"""Run the benchmark set, then regenerate the README's Results section from the JSON.
+
+``make bench`` runs the CPU set (``--set cpu``), sized for about 30 minutes on a 2-core
+machine: the naive peer side by side with prunetune, evaluation cost, recovery,
+structured export, store, scale, multi-fidelity, and search quality at 0.7 with 64
+evaluations (one seed). ``make bench-full`` (``--set full``) adds what does not fit:
+search quality at 0.5 and 0.7 with 64 and 256 evaluations over 3 seeds, and Pareto-mode
+hypervolume at 64 and 256 evaluations (several hours on 2 cores).
+
+Each script runs as its own process, holding ``--lock`` (an exclusive ``flock``, default
+``/tmp/prunetune-heavy.lock``) for its duration so that timing runs get the cores to
+themselves on a shared machine. The README is regenerated after every step, so an
+interrupted run leaves it consistent with the JSON that exists. Writes
+``benchmarks/results/run_all-<set>.json`` (steps, wall times, RESULT lines) and ends with::
+
+    RESULT steps=<n> failed=<n> wall_s=<s>
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_tables
+from _common import ROOT, provenance
+
+PY = sys.executable
+SQ = "benchmarks/search_quality.py"
+CPU: list[tuple[str, list[str]]] = [
+    ("naive_optuna", ["benchmarks/peers/naive_optuna.py"]),
+    ("eval_cost", ["benchmarks/eval_cost.py"]),
+    ("recovery", ["benchmarks/recovery.py"]),
+    ("structured_export", ["benchmarks/structured_export.py"]),
+    ("store", ["benchmarks/store.py"]),
+    ("scale", ["benchmarks/scale.py"]),
+    ("multifidelity", ["benchmarks/multifidelity.py", "--seconds", "45"]),
+    ("search_quality_0.7_b64", [SQ, "--sparsity", "0.7", "--budget", "64", "--seeds", "1"]),
+]
+FULL: list[tuple[str, list[str]]] = [
+    ("multifidelity", ["benchmarks/multifidelity.py", "--seconds", "120"]),
+    *[(f"search_quality_{s}_b{b}_n3", [SQ, "--sparsity", s, "--budget", b, "--seeds", "3"])
+      for b in ("64", "256") for s in ("0.5", "0.7")],
+    *[(f"search_quality_pareto_b{b}", [SQ, "--pareto", "--budget", b, "--seeds", "1"]) for b in ("64", "256")],
+    ("naive_optuna_evolutionary", ["benchmarks/peers/naive_optuna.py", "--strategies", "bayesian,evolutionary"]),
+]
+SETS = {"cpu": CPU, "full": FULL}
+
+
+@contextmanager
+def held(lock: str | None) -> Iterator[None]:
+    if not lock:
+        yield
+        return
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_step(name: str, cmd: list[str], lock: str | None) -> dict[str, object]:
+    print(f"== {name}: {' '.join(cmd)}", flush=True)
+    waited = time.perf_counter()
+    with held(lock):
+        start = time.perf_counter()
+        proc = subprocess.Popen([PY, *cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        last = ""
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if line.startswith("RESULT "):
+                last = line.strip()
+        rc = proc.wait()
+        wall = time.perf_counter() - start
+    print(f"== {name}: rc={rc} {wall:.0f}s", flush=True)
+    return {"step": name, "command": cmd, "rc": rc, "wall_seconds": round(wall, 1),
+            "lock_wait_seconds": round(start - waited, 1), "result": last}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--set", choices=sorted(SETS), default="cpu")
+    p.add_argument("--only", default="", help="comma-separated step names (default: the whole set)")
+    p.add_argument("--lock", default="/tmp/prunetune-heavy.lock", help="flock file ('' to run without)")
+    p.add_argument("--no-readme", action="store_true", help="do not regenerate README.md")
+    args = p.parse_args(argv)
+    steps = SETS[args.set]
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {n for n, _ in steps}
+        if unknown:
+            p.error(f"--only: unknown steps {sorted(unknown)}; set {args.set} has {[n for n, _ in steps]}")
+        steps = [s for s in steps if s[0] in wanted]
+
+    start = time.perf_counter()
+    rows = []
+    out = ROOT / "benchmarks" / "results" / f"run_all-{args.set}.json"
+    for name, cmd in steps:
+        rows.append(run_step(name, cmd, args.lock or None))
+        out.write_text(json.dumps({
+            "benchmark": "run_all", "set": args.set, "provenance": provenance(vars(args)),
+            "wall_seconds": round(time.perf_counter() - start, 1), "steps": rows,
+        }, indent=2))
+        if not args.no_readme:
+            readme_tables.main([])
+    wall = time.perf_counter() - start
+    failed = sum(1 for r in rows if r["rc"] != 0)
+    for r in rows:
+        print(f"{r['step']:28s} rc={r['rc']} {r['wall_seconds']:7.1f}s  {r['result']}")
+    print(f"RESULT steps={len(rows)} failed={failed} wall_s={wall:.0f}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
