@@ -109,7 +109,8 @@ def quality_section(runs: list[dict[str, Any]]) -> list[str]:
         "Budget mode, MiniLM, Wanda scores, every strategy with the same number of evaluations of "
         "the search split (a screen at fraction f counts f). Each cell: mean over seeds, ± half the "
         "range where n > 1, and n = the number of seeds (uniform and OWL are deterministic: one run "
-        "stands for every seed). Best per row in bold.", "",
+        "stands for every seed). Best per row in bold. "
+        f"Evolutionary screens offspring at fraction {runs[-1]['args'].get('screen', 0)} (0 = off).", "",
         "| sparsity | evaluations | " + " | ".join(STRATEGIES) + " | run |",
         "|---|---|" + "---|" * len(STRATEGIES) + "---|",
     ]
