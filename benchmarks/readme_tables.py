@@ -159,8 +159,16 @@ def hypervolume_section(runs: list[dict[str, Any]]) -> list[str]:
     lines += ["Quality = fidelity, size = nonzero parameters / model parameters, reference point "
               "(fidelity 0, size 1).", "",
               "| evaluations | " + " | ".join(STRATEGIES) + " |", "|---|" + "---|" * len(STRATEGIES)]
+    verdicts = []
     for b in budgets:
         lines.append(f"| {b} | " + " | ".join(fmt_cell(cells.get(("pareto", b, s)), 4) for s in STRATEGIES) + " |")
+        base = cells.get(("pareto", b, "uniform"))
+        for s in STRATEGIES[1:]:
+            c = cells.get(("pareto", b, s))
+            if base and c and c["mean"] <= base["mean"]:
+                verdicts.append(f"- With {b} evaluations, **{s} does not beat the uniform front** "
+                                f"({c['mean']:.4f} against {base['mean']:.4f}).")
+    lines += ["", *verdicts] if verdicts else []
     for b in (64, 256):
         if b not in budgets:
             lines.append(f"\n{b} evaluations: not yet run.")
