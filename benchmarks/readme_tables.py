@@ -392,7 +392,7 @@ def section() -> tuple[str, int]:
             "`benchmarks/results/` (each with its provenance: config or spec hash, model fingerprint, "
             "data-split hashes, seeds, package versions, date and machine). `make bench` reruns the CPU "
             "set (about 30 minutes on 2 cores) and regenerates this section; `make bench-full` adds the "
-            "3-seed, 256-evaluation and Pareto runs.", "",
+            "3-seed, 256-evaluation, Pareto and multi-fidelity runs.", "",
             f"Runs from {min(dates)[:10] if dates else '?'} to {max(dates) if dates else '?'} on "
             f"{'; '.join(machines) or '?'}. {NOISE}", ""]
     if fig:
