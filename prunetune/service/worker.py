@@ -22,12 +22,27 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
 from prunetune.errors import PrunetuneError
-from prunetune.store.db import StoreError, upgrade
+from prunetune.store.db import DatabaseUnavailableError, StoreError, get_engine, upgrade
 from prunetune.store.jobs import DEFAULT_LEASE_S, JobInfo, JobStore
 from prunetune.store.models import JobState
 
 log = logging.getLogger(__name__)
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it: Optuna wraps driver errors) is a lost or
+    refused database connection, which a retry after the database is back can fix."""
+    seen: BaseException | None = err
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, (OperationalError, DatabaseUnavailableError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def default_worker_id() -> str:
@@ -98,7 +113,18 @@ class Worker:
         self.id = worker_id or default_worker_id()
         # A job whose runners keep dying (out of memory, a segfault) is failed, not retried forever.
         self.max_attempts = max_attempts
+        # Database outages (restarts) survived within one job before it is failed.
+        self.max_outages = 20
         self._stop = threading.Event()
+
+    def _wait_for_database(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with get_engine(self.db).connect() as conn:
+                    conn.exec_driver_sql("SELECT 1")
+                return
+            except SQLAlchemyError:
+                self._stop.wait(self.poll_s)
 
     def stop(self) -> None:
         """Stop claiming; the job in hand runs to its end."""
@@ -163,9 +189,21 @@ class Worker:
                     from prunetune.service.scheduler import record_comparison, warm_start_for
 
                     warm, warm_from = warm_start_for(self.db, job.id)
-                    run_job(spec, db=self.db, study_name=job.study_name, workers=self.workers,
-                            ray_address=self.ray_address, on_progress=progress, should_stop=hb.should_stop,
-                            warm_start=warm)
+                    for outage in range(self.max_outages + 1):
+                        try:
+                            run_job(spec, db=self.db, study_name=job.study_name, workers=self.workers,
+                                    ray_address=self.ray_address, on_progress=progress,
+                                    should_stop=hb.should_stop, warm_start=warm)
+                            break
+                        except Exception as err:
+                            # A database restart mid-job: wait it out and resume the job from
+                            # its study, as another runner would (completed trials kept).
+                            if not is_transient(err) or outage == self.max_outages or hb.should_stop():
+                                raise
+                            log.warning("job %d: database unavailable (%s); resuming when it is back",
+                                        job.id, type(err).__name__)
+                            self._wait_for_database()
+                            hb.beat()
                     if not hb.should_stop():
                         record_comparison(self.db, job.id, job.study_name, warm_from)
             except PrunetuneError as err:

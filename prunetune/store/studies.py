@@ -144,7 +144,9 @@ class TrialRecorder:
         count toward the budget and are not shown to the strategy."""
         study_id = self.storage.get_study_id_from_name(self.study.study_name)
         stale = []
-        for t in self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
+        # WAITING: enqueued by a runner that died (or lost the database) before its ask;
+        # left waiting, the next ask would pop it and hand out the wrong allocation.
+        for t in self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING, OptunaState.WAITING)):
             if t.number in self._running:
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
