@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -141,9 +142,10 @@ def export(model: nn.Module, directory: str | Path, state: PruneState | None = N
     try:
         _write(model, tmp, state)
         _publish(tmp, out)
-    except OSError as err:
-        raise OSError(err.errno, f"export to {str(out)!r} failed, nothing was written there: "
-                                 f"{err.strerror or err}") from err
+    except (OSError, SafetensorError) as err:  # safetensors reports a failed write as its own error
+        errno = err.errno if isinstance(err, OSError) else None
+        reason = (err.strerror if isinstance(err, OSError) else None) or err
+        raise OSError(errno, f"export to {str(out)!r} failed, nothing was written there: {reason}") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
