@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test lint install bench bench-full results clean
+.PHONY: demo test test-reliability lint install bench bench-full results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +24,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow and not reliability" -q
+
+# Fault injection, fuzzing, schemathesis (CI runs it after `test`; it restarts the local
+# PostgreSQL, so on a shared machine run it alone). Figures: benchmarks/results/reliability.json.
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -m "reliability and not slow" -q
 
 # The CPU benchmark set (about 30 min on 2 cores), then the README's Results section.
 bench: $(STAMP)

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 import pytest
 from helpers import digits_spec_dict
+from reliability.figures import record
 from torch import nn
 
 from prunetune.evaluators.tasks import Split, Task
@@ -111,6 +112,9 @@ def test_killed_actors_are_replaced_and_their_candidates_retried(sqlite_url: str
     assert sorted(t.number for t in trials) == list(range(6))  # none lost, none twice
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert all(t.user_attrs["accuracy"] > 0.5 for t in trials)
+    numbers = [t.number for t in trials]
+    record("fault.ray_actor_killed", faults_injected=len(killed), faults_survived=executor.retried,
+           trials_lost=6 - len(set(numbers)), trials_duplicated=len(numbers) - len(set(numbers)))
 
 
 def test_candidate_fails_with_reason_after_max_retries(sqlite_url: str) -> None:
