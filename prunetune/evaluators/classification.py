@@ -162,7 +162,9 @@ class ClassificationTask(Task):
         if key not in self._subsets:
             n = len(self._y[split])
             lengths = [len(t.split()) for t in self._texts[split]] if self._texts else [0] * n
-            self._subsets[key] = self._make_batches(split, subset_indices(lengths, fraction), self._bs)
+            # Smaller batches: a subset spans every length and would otherwise pad more.
+            bs = max(1, round(self._bs * fraction)) if self._texts else self._bs
+            self._subsets[key] = self._make_batches(split, subset_indices(lengths, fraction), bs)
         return self._subsets[key]
 
     def calibration_batches(self) -> Sequence[Any]:

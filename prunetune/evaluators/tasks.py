@@ -182,7 +182,10 @@ class EmbeddingTask(Task):
         if key not in self._subsets:
             texts: list[str] = getattr(self.splits, split)
             idx = subset_indices([len(t.split()) for t in texts], fraction)
-            self._subsets[key] = text_batches(self._tok, [texts[i] for i in idx], self._bs, self._ml, idx)
+            # A subset spans every length, so full-size batches would each pad over a wide
+            # range of lengths; batches shrunk by the fraction pad as little as the full split.
+            bs = max(1, round(self._bs * fraction))
+            self._subsets[key] = text_batches(self._tok, [texts[i] for i in idx], bs, self._ml, idx)
         return self._subsets[key]
 
     def forward(self, model: nn.Module, batch: Any) -> torch.Tensor:
