@@ -79,3 +79,46 @@ def test_postgres_restarts_mid_job_are_survived(postgres_url: str, procs: Procs)
     record("fault.postgres_restart", faults_injected=restarts, faults_survived=restarts,
            trials_lost=budget - len(complete), trials_duplicated=len(numbers) - len(set(numbers)),
            budget=budget, stale_trials=len(trials) - len(complete), runner_resumes=resumed)
+
+
+def test_killed_database_connections_mid_job_are_survived(postgres_url: str) -> None:
+    """Every connection of the job's database terminated three times while an in-process
+    runner works (what a failover or a connection-killing proxy does), without touching
+    the rest of the server."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from prunetune.service.worker import Worker
+    from prunetune.store.models import JobState
+
+    admin = sa.create_engine(postgres_url.rsplit("/", 1)[0] + "/test", isolation_level="AUTOCOMMIT")
+    name = postgres_url.rsplit("/", 1)[1]
+    service = JobService(postgres_url)
+    budget = 60
+    job = service.submit(digits_spec_dict(budget={"trials": budget}))
+    outcome: dict[str, JobState | None] = {}
+    runner = threading.Thread(target=lambda: outcome.setdefault(
+        "state", Worker(postgres_url, workers=0, poll_s=0.2).run_one(job["id"])))
+    runner.start()
+    kills = 0
+    try:
+        while runner.is_alive() and kills < 3:
+            done = [t for t in service.trials(job["id"]) if t["state"] == "complete"]
+            if len(done) >= 5 + 15 * kills:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+                kills += 1
+    finally:
+        runner.join()
+        admin.dispose()
+    assert kills == 3 and outcome["state"] == JobState.SUCCEEDED
+    trials = service.trials(job["id"])
+    numbers = [t["trial"] for t in trials]
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert len(numbers) == len(set(numbers)) and len(complete) == budget
+    assert all(t["stale"] for t in trials if t["state"] != "complete")
+    record("fault.db_connections_killed", faults_injected=kills, faults_survived=kills,
+           trials_lost=budget - len(complete), trials_duplicated=len(numbers) - len(set(numbers)),
+           budget=budget, stale_trials=len(trials) - len(complete))
