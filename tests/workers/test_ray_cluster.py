@@ -79,8 +79,7 @@ def two_nodes(tmp_path: Path) -> Iterator[str]:
     temp.mkdir(exist_ok=True)
     ports = _free_ports(15)
     address = f"127.0.0.1:{ports[0]}"
-    head = _start(["--head", f"--port={ports[0]}", f"--ray-client-server-port={ports[1]}",
-                   "--include-dashboard=false", f"--temp-dir={temp}",
+    head = _start(["--head", f"--port={ports[0]}", "--include-dashboard=false", f"--temp-dir={temp}",
                    f"--min-worker-port={ports[2]}", f"--max-worker-port={ports[2] + 40}",
                    *_node_args(ports[3:9])], tmp_path / "head.log")
     nodes = [head]
