@@ -31,7 +31,7 @@ FIELDS = {
     "resources": ["workers", "gpus_per_worker"],
     "report": ["baselines", "levels"],
 }
-SETTINGS = settings(max_examples=3000, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=1500, deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
 
 scalars = st.one_of(

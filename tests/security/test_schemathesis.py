@@ -19,7 +19,7 @@ from prunetune.store.tokens import create_token
 
 pytestmark = pytest.mark.reliability  # thousands of generated cases: the CI reliability set
 
-EXAMPLES = 150  # per operation and phase
+EXAMPLES = 60  # generated requests per operation (hypothesis max_examples)
 
 
 def test_no_request_the_schema_allows_gets_a_5xx(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
