@@ -65,9 +65,11 @@ def test_concurrent_submissions_two_runners_and_a_sigkill(postgres_url: str, pro
     runners = [worker(procs, postgres_url, f"runner{k}", lease=3) for k in range(2)]
 
     def running_trial() -> int | None:
+        """A job the first runner holds (its id is host:pid:...) with a trial in flight."""
         for job_id in ids:
             info = service.get(job_id)
-            if info["state"] == "running" and any(t["state"] == "running" for t in service.trials(job_id)):
+            if (info["state"] == "running" and f":{runners[0].pid}:" in (info["lease_owner"] or "")
+                    and any(t["state"] == "running" for t in service.trials(job_id))):
                 return job_id
         return None
 
