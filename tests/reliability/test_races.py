@@ -96,9 +96,12 @@ def test_concurrent_submissions_two_runners_and_a_sigkill(postgres_url: str, pro
     claims = Counter(int(line.split(": job ")[1].split(" ")[0]) for line in logs.splitlines() if ": job " in line
                      and ", attempt " in line)
     assert set(claims) == set(ids)
-    assert all(n == 1 for job_id, n in claims.items() if job_id != victim_job)  # claimed once each
     attempts = {i: service.get(i)["attempts"] for i in ids}
-    assert all(a == 1 for i, a in attempts.items() if i != victim_job)
+    # Only the job the dead runner held was claimed again (by the rules of the lease);
+    # it is the chosen one unless that job ended in the instant before the kill.
+    resumed = [i for i, a in attempts.items() if a > 1]
+    assert len(resumed) <= 1 and attempts[victim_job] in (1, 2)
+    assert all(claims[i] == attempts[i] for i in ids)  # every claim is an attempt: none ran twice at once
     record("fault.runners_race_and_sigkill", concurrent_submissions=SUBMISSIONS, runners=3,
            faults_injected=1, faults_survived=1, jobs=len(ids), trials=len(ids) * BUDGET,
            trials_lost=lost, trials_duplicated=duplicated, victim_attempts=attempts[victim_job])
