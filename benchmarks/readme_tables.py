@@ -207,6 +207,15 @@ def naive_section() -> list[str]:
                         f"against {naive['one_minus_fidelity']:.3f})."))
         if speed < 1.15:
             lines.append("  The speed difference is inside the ±15% timing noise.")
+        same = best_cells(search_runs(), "budget").get((a["sparsity"], a["budget"], r["side"]))
+        if same:
+            lines.append(f"  The same search in `search_quality.py` ({same['date'][:16]}): {same['mean']:.3f}"
+                         + (" (identical: quality is deterministic given the seed)."
+                            if abs(same["mean"] - r["one_minus_fidelity"]) < 5e-4 else "."))
+    lines.append("- The naive side scores weights by magnitude (what `torch.nn.utils.prune` offers) and "
+                 "prunetune by cached Wanda scores, so the quality gap is the criterion and the search "
+                 "together; the time gap is deepcopy, re-tokenising and unsorted batches against masks "
+                 "applied in place over pre-tokenised, length-sorted batches.")
     return [*lines, "", stamp(d, "benchmarks/peers/naive_optuna.py"), ""]
 
 
