@@ -70,7 +70,7 @@ def held(lock: str | None) -> Iterator[None]:
 def run_step(name: str, cmd: list[str], lock: str | None) -> dict[str, object]:
     print(f"== {name}: {' '.join(cmd)}", flush=True)
     waited = time.perf_counter()
-    with held(lock):
+    with held(lock):  # None when the whole run already holds it (--hold)
         start = time.perf_counter()
         proc = subprocess.Popen([PY, *cmd], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         last = ""
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", choices=sorted(SETS), default="cpu")
     p.add_argument("--only", default="", help="comma-separated step names (default: the whole set)")
     p.add_argument("--lock", default="/tmp/prunetune-heavy.lock", help="flock file ('' to run without)")
+    p.add_argument("--hold", action="store_true",
+                   help="take the lock once for the whole set instead of once per step")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate README.md")
     args = p.parse_args(argv)
     steps = SETS[args.set]
@@ -101,11 +103,16 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--only: unknown steps {sorted(unknown)}; set {args.set} has {[n for n, _ in steps]}")
         steps = [s for s in steps if s[0] in wanted]
 
+    with held(args.lock if args.hold else None):
+        return run_steps(args, steps)
+
+
+def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> int:
     start = time.perf_counter()
     rows = []
-    out = ROOT / "benchmarks" / "results" / f"run_all-{args.set}.json"
+    out = ROOT / "benchmarks" / "results" / f"run_all-{args.set}{'-partial' if args.only else ''}.json"
     for name, cmd in steps:
-        rows.append(run_step(name, cmd, args.lock or None))
+        rows.append(run_step(name, cmd, None if args.hold else args.lock or None))
         out.write_text(json.dumps({
             "benchmark": "run_all", "set": args.set, "provenance": provenance(vars(args)),
             "wall_seconds": round(time.perf_counter() - start, 1), "steps": rows,
