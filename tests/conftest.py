@@ -52,7 +52,8 @@ def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
 def postgres_url() -> Iterator[str]:
     """A fresh database on the real PostgreSQL server, dropped afterwards."""
     sqlalchemy = pytest.importorskip("sqlalchemy")
-    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: a test may restart the server (tests/reliability), killing pooled connections.
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"prunetune_test_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
