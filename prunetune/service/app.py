@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from prunetune import __version__
 from prunetune.errors import SpecError
 from prunetune.service.jobs import JobService
+from prunetune.service.roots import refuse_code
 from prunetune.store.db import ConflictError, DatabaseUnavailableError, NotFoundError, StoreError
 from prunetune.store.tokens import verify_token
 
@@ -131,6 +132,7 @@ def create_app(db: str) -> FastAPI:
 
     @app.post("/jobs", status_code=201)
     def submit(body: SubmitRequest, who: str = Depends(owner)) -> dict[str, Any]:
+        refuse_code(body.spec)
         return service.submit(body.spec, owner=who)
 
     @app.get("/jobs")
@@ -160,6 +162,7 @@ def create_app(db: str) -> FastAPI:
 
     @app.post("/schedules", status_code=201)
     def schedule(body: ScheduleRequest, who: str = Depends(owner)) -> dict[str, Any]:
+        refuse_code(body.spec)
         return service.schedule(body.spec, body.cron, body.name, owner=who, timezone=body.timezone,
                                 catch_up=body.catch_up, warm_start=body.warm_start, reseed=body.reseed)
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from prunetune.errors import SpecError
 
 ROOTS_ENV = "PRUNETUNE_ROOTS"
+# model.factory and task.function import and run code on the workers: a server accepts
+# them only when its operator says so.
+CODE_ENV = "PRUNETUNE_ALLOW_CODE"
 # task.data values that name bundled data, not files.
 _BUNDLED_DATA = ("pydoc", "digits")
 
@@ -39,6 +42,24 @@ def confine(field: str, path: str, roots: list[Path] | None = None) -> Path:
 
 def is_data_path(data: str) -> bool:
     return data not in _BUNDLED_DATA and not data.startswith("sklearn:")
+
+
+def code_allowed() -> bool:
+    return os.environ.get(CODE_ENV, "") == "1"
+
+
+def refuse_code(data: object) -> None:
+    """Over HTTP, refuse spec fields that would run the submitter's code on the workers
+    unless the server's operator allows it (an embedded client runs its own code)."""
+    if not isinstance(data, dict) or code_allowed():
+        return
+    model, task = data.get("model"), data.get("task")
+    if isinstance(model, dict) and model.get("factory") is not None:
+        raise SpecError("spec.model.factory", model["factory"],
+                        f"runs code on the workers; this server refuses it unless {CODE_ENV}=1")
+    if isinstance(task, dict) and task.get("function") is not None:
+        raise SpecError("spec.task.function", task["function"],
+                        f"runs code on the workers; this server refuses it unless {CODE_ENV}=1")
 
 
 def confine_spec(data: object) -> None:

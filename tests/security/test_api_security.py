@@ -22,7 +22,7 @@ from helpers import digits_spec_dict
 from reliability.figures import record
 
 from prunetune.service.app import create_app
-from prunetune.service.roots import ROOTS_ENV
+from prunetune.service.roots import CODE_ENV, ROOTS_ENV
 from prunetune.store import tokens
 from prunetune.store.db import get_engine
 from prunetune.store.tokens import create_token, verify_token
@@ -114,6 +114,26 @@ def test_paths_outside_the_roots_are_refused_naming_the_field(api: tuple[TestCli
     resp = client.post("/jobs/1/export", json={"trial": 0, "out": str(tmp_path / "root/pruned")}, headers=auth)
     assert resp.status_code == 404, resp.text
     record("security.path_confinement", checks=refused + 1)
+
+
+def test_code_running_fields_are_refused_over_http_unless_allowed(
+    api: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, token = api
+    auth = {"Authorization": f"Bearer {token}"}
+    factory = digits_spec_dict(model={"factory": "os:getcwd"})
+    function = digits_spec_dict(task={"kind": "callable", "function": "os:getcwd"})
+    for field, spec in [("spec.model.factory", factory), ("spec.task.function", function)]:
+        for path, extra in [("/jobs", {}), ("/schedules", {"cron": "0 2 * * *", "name": f"n-{field}"})]:
+            resp = client.post(path, json={"spec": spec, **extra}, headers=auth)
+            assert resp.status_code == 422, resp.text
+            err = resp.json()["error"]
+            assert err["field"] == field and CODE_ENV in err["allowed"]
+    assert client.get("/jobs", headers=auth).json() == []
+    monkeypatch.setenv(CODE_ENV, "1")
+    # Allowed by the operator, the same spec gets past the check (and is judged on its merits).
+    resp = client.post("/jobs", json={"spec": function}, headers=auth)
+    assert resp.status_code != 422 or resp.json()["error"]["field"] != "spec.task.function", resp.text
 
 
 def _listening(port: int) -> list[str]:
