@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import digits_spec_dict
 
 from prunetune.spec import SearchSpec
 from prunetune.workbench import build_workbench
@@ -32,6 +31,10 @@ def trainable(config: dict[str, Any], bench: Any) -> None:
 
 
 def test_tune_runs_a_prunetune_strategy(tmp_path: Path) -> None:
+    # Imported here, not at module level: Tune's workers import this module to unpickle
+    # `trainable`, and tests/ (where helpers lives) is not on their path.
+    from helpers import digits_spec_dict
+
     spec = SearchSpec.from_dict(digits_spec_dict())
     bench = build_workbench(spec)
     searcher = PrunetuneSearcher.for_space(bench.space, "random", seed=0, budget=4,
@@ -62,6 +65,8 @@ def test_tune_runs_a_prunetune_strategy(tmp_path: Path) -> None:
 
 
 def test_min_mode_is_negated_for_the_strategy() -> None:
+    from helpers import digits_spec_dict
+
     spec = SearchSpec.from_dict(digits_spec_dict())
     bench = build_workbench(spec)
     searcher = PrunetuneSearcher.for_space(bench.space, "random", metric="loss", mode="min")
