@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-reliability lint install bench bench-full results clean
+.PHONY: demo test test-reliability reliability-figures lint install bench bench-full results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: $(STAMP) lint
 # PostgreSQL, so on a shared machine run it alone). Figures: benchmarks/results/reliability.json.
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -m "reliability and not slow" -q
+
+# The same fault and security tests, recording their figures for the README table.
+reliability-figures: $(STAMP)
+	PRUNETUNE_RECORD=1 $(BIN)/python -m pytest -q tests/reliability tests/security tests/workers/test_ray_faults.py
+	$(BIN)/python tests/reliability/figures.py
 
 # The CPU benchmark set (about 30 min on 2 cores), then the README's Results section.
 bench: $(STAMP)

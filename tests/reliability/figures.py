@@ -1,13 +1,15 @@
 """Figures of the reliability and security tests, as JSON lines.
 
-Each test calls ``record(name, **figures)``; the line goes to
-``benchmarks/results/reliability.json``. ``python tests/reliability/figures.py`` prints
+Each test calls ``record(name, **figures)``; with ``PRUNETUNE_RECORD=1`` (``make
+reliability-figures``) the line goes to ``benchmarks/results/reliability.json``, so an
+ordinary test run never changes a tracked file. ``python tests/reliability/figures.py`` prints
 the README table from the newest line of every test.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -18,6 +20,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "reli
 
 
 def record(test: str, **figures: Any) -> None:
+    if os.environ.get("PRUNETUNE_RECORD") != "1":
+        return
     line = {"test": test, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "machine": f"{platform.machine()} {platform.system()}", **figures}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
