@@ -248,14 +248,17 @@ def scale_section() -> list[str]:
         return [*lines, "Not yet run (`benchmarks/scale.py`).", ""]
     s = d["summary"]
     e = s["evals_per_minute"]
-    lines += ["| evaluator | evaluations per minute | ratio |", "|---|---|---|",
+    lines += ["| evaluator | evaluations per minute | ratio (median of per-round ratios) |", "|---|---|---|",
               f"| in-process | {e['in_process']:.1f} | 1.00 |",
               f"| Ray, 1 actor | {e['ray_1']:.1f} | {s['ray_1_over_in_process']:.2f} |",
               f"| Ray, 2 actors | {e['ray_2']:.1f} | {s['speedup_2_over_1']:.2f} x 1 actor |", "",
               f"Controller overhead per trial (wall time outside evaluations / wall time): "
               f"{s['controller_overhead']:.1%}. Ray start {s['ray_start_seconds']:.1f} s, actors ready "
               f"{s['actors_ready_seconds']['ray_2']:.1f} s (not in the rates). Medians of "
-              f"{len(d.get('rounds', []))} rounds; one torch thread per evaluator.", "",
+              f"{len(d.get('rounds', []))} rounds; one torch thread per evaluator."
+              + (f" **Two actors did not reach 2x on 2 cores in this run** ({s['speedup_2_over_1']:.2f}x): "
+                 "anything else running on the machine takes from the second actor first."
+                 if s["speedup_2_over_1"] < 1.7 else ""), "",
               stamp(d, "benchmarks/scale.py"), ""]
     return lines
 
