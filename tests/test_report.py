@@ -100,14 +100,18 @@ def test_front_comparison_verdicts_use_one_fixed_reference() -> None:
 
     base = front([(0.9, 50.0, 0.8), (0.5, 20.0, 0.4)])
     same = compare_fronts(front([(0.9, 50.0, 0.8), (0.5, 20.0, 0.4)]), base)
-    assert same["verdict"] == "equal" and same["delta"] == 0.0 and same["split"] == "report"
-    # REPORT areas: 0.4 * 80 + 0.4 * 50 = 52 before; 0.5 * 80 + 0.3 * 50 = 55 after.
-    better = compare_fronts(front([(0.9, 50.0, 0.8), (0.5, 20.0, 0.5)]), base)
+    assert same["verdict"] == "equal" and same["delta"] == 0.0 and same["split"] == "search"
+    # Verdicts on the search split: 0.5 * 80 + 0.4 * 50 = 60 before; 0.6 * 80 + 0.3 * 50 = 63 after.
+    better = compare_fronts(front([(0.9, 50.0, 0.8), (0.6, 20.0, 0.5)]), base)
     assert better["verdict"] == "improved" and better["delta"] == pytest.approx(3.0)
-    assert better["previous_hypervolume"] == pytest.approx(52.0)
+    assert better["previous_hypervolume"] == pytest.approx(60.0)
+    # REPORT areas alongside: 0.4 * 80 + 0.4 * 50 = 52 before; 0.5 * 80 + 0.3 * 50 = 55 after.
+    assert better["previous_report_hypervolume"] == pytest.approx(52.0)
+    assert better["report_hypervolume"] == pytest.approx(55.0)
     assert better["reference"] == {"quality": 0.0, "size": 100.0, "quality_name": "accuracy",
                                    "size_name": "nonzero_params"}
     worse = compare_fronts(front([(0.9, 50.0, 0.7)]), base)
-    assert worse["verdict"] == "regressed" and worse["relative_delta"] == pytest.approx(35 / 52 - 1)
-    # Without REPORT scores on every point it falls back to the search split, and says so.
-    assert compare_fronts(front([(0.9, 50.0, None)]), base)["split"] == "search"
+    assert worse["verdict"] == "regressed" and worse["relative_delta"] == pytest.approx(45 / 60 - 1)
+    # Without REPORT scores on every point only the search split is compared.
+    no_report = compare_fronts(front([(0.9, 50.0, None)]), base)
+    assert no_report["split"] == "search" and "report_hypervolume" not in no_report

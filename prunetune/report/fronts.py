@@ -123,21 +123,32 @@ def front_hypervolume(front: StudyFront, split: str, reference: dict[str, float]
 
 
 def compare_fronts(current: StudyFront, previous: StudyFront) -> dict[str, Any]:
-    """improved / equal / regressed, by how much (absolute and relative hypervolume)."""
+    """improved / equal / regressed, by how much (absolute and relative hypervolume).
+
+    The verdict is on the search split: both fronts are selected on it and it is the same
+    data every run, so a warm start (which re-evaluates the previous front) can never look
+    worse by chance. REPORT-split hypervolumes are added alongside where every point has
+    a REPORT score; a front chosen on the search split may lose a little there."""
     if current.quality_name != previous.quality_name:
         raise ValueError(
             f"cannot compare fronts of different metrics: {current.quality_name!r} vs {previous.quality_name!r}"
         )
     name = current.quality_name
     with_report = all(p.report_quality(name) is not None for p in current.points + previous.points)
-    split = "report" if with_report and current.points and previous.points else "search"
+    split = "search"
     ref = reference_point(current, previous, split)
     hv = front_hypervolume(current, split, ref)
     hv_prev = front_hypervolume(previous, split, ref)
     delta = hv - hv_prev
     tol = EQUAL_TOLERANCE * max(abs(hv_prev), 1.0)
     verdict = "equal" if abs(delta) <= tol else "improved" if delta > 0 else "regressed"
+    report: dict[str, float] = {}
+    if with_report and current.points and previous.points:
+        ref_r = reference_point(current, previous, "report")
+        report = {"report_hypervolume": front_hypervolume(current, "report", ref_r),
+                  "previous_report_hypervolume": front_hypervolume(previous, "report", ref_r)}
     return {
+        **report,
         "verdict": verdict,
         "split": split,
         "hypervolume": hv,

@@ -307,7 +307,7 @@ def test_the_deployment_as_processes_on_loopback(topology: Topology, postgres_ur
     assert status2.trials_total == status1.trials_total == 8  # the same budget
     comp = job2.comparison()
     assert comp is not None and comp["previous_job_id"] == job1.id and comp["warm_started"]
-    assert comp["split"] == "report"
+    assert comp["split"] == "search"
     assert comp["hypervolume"] >= comp["previous_hypervolume"] > 0
     assert comp["verdict"] in ("improved", "equal")
     warm = [t for t in job2.trials() if t["origin"] == "warm-start"]

@@ -176,7 +176,7 @@ def test_warm_started_second_run_is_compared_with_the_first(postgres_url: str) -
     assert [t.params for t in warm] == [dict(p.allocation) for p in front1]
     assert len(study.trials) == 8  # the same budget
     assert comp["previous_job_id"] == job_ids[0] and comp["warm_started"] is True
-    assert comp["split"] == "report"
+    assert comp["split"] == "search"
     assert comp["reference"]["quality"] == 0.0 and comp["reference"]["size"] > 0
     assert comp["hypervolume"] >= comp["previous_hypervolume"] > 0
     assert comp["verdict"] in ("improved", "equal")
