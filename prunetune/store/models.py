@@ -163,7 +163,8 @@ class ScheduleRun(Base):
 
 class FrontComparison(Base):
     """How a scheduled job's front compares with the previous run's: hypervolume with a
-    fixed reference point, on the REPORT split where both fronts have report scores."""
+    fixed reference point, on the search split; REPORT-split hypervolumes, where every point
+    has REPORT scores, are kept in ``reference``."""
 
     __tablename__ = "front_comparisons"
 

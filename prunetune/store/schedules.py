@@ -223,7 +223,11 @@ class ScheduleStore:
             row.previous_hypervolume = comparison["previous_hypervolume"]
             row.delta = comparison["delta"]
             row.relative_delta = comparison["relative_delta"]
-            row.reference = dict(comparison["reference"])
+            # REPORT-split hypervolumes (when every point had REPORT scores) ride along in the
+            # reference record rather than in columns of their own.
+            extra: dict[str, Any] = {k: comparison[k] for k in ("report_hypervolume", "previous_report_hypervolume")
+                     if k in comparison}
+            row.reference = {**comparison["reference"], **extra}
             row.created_at = utcnow()
             s.flush()
             return _comparison_json(row)
