@@ -42,6 +42,20 @@ class Workbench:
     fingerprint: str
     timings: dict[str, float] = field(default_factory=dict)
     units: list[StructureUnit] = field(default_factory=list)  # structured granularities
+    score_key: str = ""  # the score cache entry build_workbench filled
+    score_cache: ScoreCache | None = None
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        """The job's importance scores, read back from the cache ``build_workbench``
+        filled; scored again on the dense weights only if that entry has gone."""
+        cache = self.score_cache or ScoreCache()
+        scores = cache.get(self.score_key)
+        if scores is None:
+            log.info("score cache entry %s not found; scoring again", self.score_key)
+            self.pruner.restore()
+            scores = compute_scores(self.loaded, self.task, self.layers, self.spec.space.criterion, self.units)
+            cache.put(self.score_key, scores)
+        return scores
 
 
 def compute_scores(
@@ -90,8 +104,7 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
 
     t = time.perf_counter()
     cache = cache or ScoreCache()
-    # Structured scores differ from per-weight ones; unstructured keys stay as they were
-    # (search/context.py and workers/ray_pool.py rebuild the same key).
+    # Structured scores differ from per-weight ones; unstructured keys stay as they were.
     extra: dict[str, str] = {} if spec.space.granularity == "unstructured" else {"granularity": spec.space.granularity}
     key = cache_key(
         model=fingerprint,
@@ -117,4 +130,5 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
                                                           spec.space.exclude))) if units else space
     evaluator = Evaluator(loaded.model, task, pruner, weights, spec=spec)
     evaluator.space = space
-    return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings, units)
+    return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings, units,
+                     score_key=key, score_cache=cache)

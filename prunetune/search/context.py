@@ -29,20 +29,5 @@ def layer_stats(scores: Mapping[str, torch.Tensor], layers: Sequence[PrunableLay
 
 
 def workbench_context(bench: Workbench) -> SearchContext:
-    """Statistics of a workbench's scores, read back from the score cache (recomputed
-    when the cache has been cleared since the workbench was built)."""
-    from prunetune.pruning.cache import ScoreCache, cache_key
-    from prunetune.workbench import compute_scores
-
-    spec = bench.spec
-    key = cache_key(
-        model=bench.fingerprint,
-        criterion=spec.space.criterion,
-        calibration=bench.task.data_hashes()["calibration"],
-        layers=[layer.name for layer in bench.layers],
-    )
-    scores = ScoreCache().get(key)
-    if scores is None:
-        bench.pruner.restore()
-        scores = compute_scores(bench.loaded, bench.task, bench.layers, spec.space.criterion)
-    return layer_stats(scores, bench.layers)
+    """Statistics of a workbench's scores (read back from the score cache)."""
+    return layer_stats(bench.scores(), bench.layers)

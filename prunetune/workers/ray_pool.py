@@ -33,12 +33,11 @@ from torch import nn
 from prunetune.errors import PrunetuneError
 from prunetune.evaluators.evaluator import Evaluator
 from prunetune.evaluators.tasks import Split, Task
-from prunetune.pruning.cache import ScoreCache, cache_key
 from prunetune.pruning.masks import Pruner
 from prunetune.spaces.layers import PrunableLayer
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench, compute_scores
+from prunetune.workbench import Workbench
 from prunetune.workers.base import Executor, Outcome, evaluate_outcome
 from prunetune.workers.ray_session import RaySession, import_ray, start_ray
 
@@ -63,23 +62,6 @@ class WorkerPayload:
     scores: Mapping[str, torch.Tensor]
 
 
-def job_scores(bench: Workbench) -> dict[str, torch.Tensor]:
-    """The job's importance scores: read back from the score cache that
-    ``build_workbench`` filled (computed again only if that file has gone)."""
-    spec = bench.spec
-    key = cache_key(
-        model=bench.fingerprint,
-        criterion=spec.space.criterion,
-        calibration=bench.task.data_hashes()["calibration"],
-        layers=[layer.name for layer in bench.layers],
-    )
-    scores = ScoreCache().get(key)
-    if scores is None:
-        log.info("score cache entry %s not found; scoring once for the workers", key)
-        scores = compute_scores(bench.loaded, bench.task, bench.layers, spec.space.criterion)
-    return scores
-
-
 def payload_of(bench: Workbench) -> WorkerPayload:
     return WorkerPayload(
         spec=bench.spec,
@@ -87,7 +69,7 @@ def payload_of(bench: Workbench) -> WorkerPayload:
         task=bench.task,
         layers=tuple(bench.layers),
         space=bench.space,
-        scores=job_scores(bench),
+        scores=bench.scores(),
     )
 
 
