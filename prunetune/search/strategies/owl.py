@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prunetune.search.base import Candidate, SearchContext, Strategy, owl_allocation
+from prunetune.search.strategies.uniform import sweep_level
 from prunetune.spaces.space import SearchSpace
 
 
@@ -42,13 +43,8 @@ class OWLBaseline(Strategy):
 
     def _propose(self, index: int) -> Candidate | None:
         sp = self.space
-        if sp.target is not None:
-            if index > 0:
-                return None
-            level = sp.target
-        else:
-            if index >= self.budget:
-                return None
-            level = sp.lo + (sp.hi - sp.lo) * (index + 1) / self.budget
+        level = sweep_level(sp, index, self.budget)
+        if level is None:
+            return None
         shape = owl_allocation(sp, self.context, level, self.m, self.lam)
         return Candidate(tuple(sp.project(shape, target=level)), origin="owl", info={"level": level})

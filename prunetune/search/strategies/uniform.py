@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 from prunetune.search.base import Candidate, Strategy
+from prunetune.spaces.space import SearchSpace
+
+
+def sweep_level(space: SearchSpace, index: int, budget: int) -> float | None:
+    """The overall sparsity of the ``index``-th proposal of a sweep: the target in budget
+    mode (once), else ``budget`` levels evenly spaced over ``(min, max]``; None when done."""
+    if space.target is not None:
+        return space.target if index == 0 else None
+    if index >= budget:
+        return None
+    return min(space.lo + (space.hi - space.lo) * (index + 1) / budget, space.hi)
 
 
 class UniformSweep(Strategy):
@@ -13,14 +24,7 @@ class UniformSweep(Strategy):
 
     def _propose(self, index: int) -> Candidate | None:
         sp = self.space
-        if sp.target is not None:
-            if index > 0:
-                return None
-            level = sp.target
-        else:
-            if index >= self.budget:
-                return None
-            span = sp.hi - sp.lo
-            level = sp.lo + span * (index + 1) / self.budget if self.budget > 1 else sp.hi
-            level = min(level, sp.hi)
+        level = sweep_level(sp, index, self.budget)
+        if level is None:
+            return None
         return Candidate(tuple(sp.project([level] * sp.dim, target=level)), origin="uniform", info={"level": level})
