@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
+from torch import nn
 
 from prunetune.evaluators.evaluator import Evaluator
 from prunetune.evaluators.sources import LoadedModel, load_model
@@ -76,6 +78,28 @@ def compute_scores(
     return score_layers(loaded.model, layers, criterion_name, calibration)
 
 
+def assemble(
+    spec: SearchSpec,
+    model: nn.Module,
+    task: Task,
+    layers: Sequence[PrunableLayer],
+    units: Sequence[StructureUnit],
+    space: SearchSpace,
+    scores: Mapping[str, torch.Tensor],
+) -> tuple[Pruner, Evaluator]:
+    """The pruner and evaluator of a job, for the controller's workbench and for every
+    worker alike (so a worker prunes with the job's granularity, N:M pattern and groups)."""
+    granularity = parse_granularity(spec.space.granularity)
+    pruner = build_pruner(model, granularity, layers, units, scores, groups=spec.space.groups)
+    # Size metrics and recovery read real weight matrices; structured entries are units,
+    # so those see the layers underneath (zeroed rows and columns count as pruned there).
+    weights = replace(space, layers=tuple(discover_layers(model, spec.space.include,
+                                                          spec.space.exclude))) if units else space
+    evaluator = Evaluator(model, task, pruner, weights, spec=spec)
+    evaluator.space = space
+    return pruner, evaluator
+
+
 def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbench:
     if spec.resources.threads:
         torch.set_num_threads(spec.resources.threads)
@@ -123,12 +147,6 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
     t = time.perf_counter()
     task.prepare(loaded.model)
     timings["dense_reference"] = time.perf_counter() - t
-    pruner = build_pruner(loaded.model, granularity, layers, units, scores, groups=spec.space.groups)
-    # Size metrics and recovery read real weight matrices; structured entries are units,
-    # so those see the layers underneath (zeroed rows and columns count as pruned there).
-    weights = replace(space, layers=tuple(discover_layers(loaded.model, spec.space.include,
-                                                          spec.space.exclude))) if units else space
-    evaluator = Evaluator(loaded.model, task, pruner, weights, spec=spec)
-    evaluator.space = space
+    pruner, evaluator = assemble(spec, loaded.model, task, layers, units, space, scores)
     return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings, units,
                      score_key=key, score_cache=cache)

@@ -31,13 +31,12 @@ import torch
 from torch import nn
 
 from prunetune.errors import PrunetuneError
-from prunetune.evaluators.evaluator import Evaluator
 from prunetune.evaluators.tasks import Split, Task
-from prunetune.pruning.masks import Pruner
+from prunetune.pruning.structures import StructureUnit
 from prunetune.spaces.layers import PrunableLayer
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench
+from prunetune.workbench import Workbench, assemble
 from prunetune.workers.base import Executor, Outcome, evaluate_outcome
 from prunetune.workers.ray_session import RaySession, import_ray, start_ray
 
@@ -60,6 +59,7 @@ class WorkerPayload:
     layers: tuple[PrunableLayer, ...]
     space: SearchSpace
     scores: Mapping[str, torch.Tensor]
+    units: tuple[StructureUnit, ...] = ()
 
 
 def payload_of(bench: Workbench) -> WorkerPayload:
@@ -70,6 +70,7 @@ def payload_of(bench: Workbench) -> WorkerPayload:
         layers=tuple(bench.layers),
         space=bench.space,
         scores=bench.scores(),
+        units=tuple(bench.units),
     )
 
 
@@ -122,11 +123,10 @@ class EvalWorker:
         model = payload.model.to(self.device, DTYPES[dtype])
         if self.device.type != "cpu" or dtype != "fp32":
             run_on(model, self.device, DTYPES[dtype])
-        spec = payload.spec
-        # As build_workbench assembles it. Score orders stay on the CPU, where Pruner
-        # builds its top-k indices.
-        pruner = Pruner(model, payload.layers, payload.scores, groups=spec.space.groups)
-        self.evaluator = Evaluator(model, payload.task, pruner, payload.space, spec=spec)
+        # Exactly as build_workbench assembles it. Score orders stay on the CPU, where
+        # the pruner builds its top-k indices.
+        _, self.evaluator = assemble(payload.spec, model, payload.task, payload.layers, payload.units,
+                                     payload.space, payload.scores)
         self.build_seconds = time.perf_counter() - start
         self.threads = threads
 
