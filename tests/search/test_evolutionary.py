@@ -60,7 +60,7 @@ def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> 
     strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space))
     results = drive(strategy, 40)
     assert set(vars(deap.creator)) == before
-    assert {r.candidate.origin for r in results} >= {"warm-start", "random", "nsga2"}
+    assert {r.candidate.origin for r in results} == {"warm-start", "nsga2"}  # a uniform sweep opens
     levels = [space.overall_sparsity(r.candidate.sparsities) for r in results[20:]]
     assert max(levels) - min(levels) > 0.3
     # The front grows after the opening population (hypervolume, fixed reference).
@@ -72,12 +72,31 @@ def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> 
     assert hv(results) > hv(results[:8])
 
 
+def test_pareto_mode_opens_with_a_uniform_sweep_then_shifts_and_reshapes() -> None:
+    space = make_space(None)
+    strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space))
+    results = drive(strategy, 40)
+    opening = [r.candidate.sparsities for r in results[:8]]
+    assert all(len(set(a)) <= 2 for a in opening)  # uniform (exact projection may split a level)
+    levels = [space.overall_sparsity(a) for a in opening]
+    assert levels == sorted(levels) and levels[-1] == pytest.approx(space.hi, abs=1e-3)
+    children = [r.candidate for r in results[8:]]
+    assert {c.origin for c in children} == {"nsga2"}
+    assert any(c.info["shift"] != 0 for c in children)  # level shifts move along the front
+    assert any(c.info["moves"] and c.info["shift"] == 0 for c in children)  # switches keep the size
+    for c in children:
+        if c.info["shift"] == 0:
+            assert any(space.nonzero_params(c.sparsities) == space.nonzero_params(a) for a in opening + [
+                r.candidate.sparsities for r in results[8:]] if a != c.sparsities)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"screen": 1.5}, r"strategy.options.screen must be a fraction in \[0, 1\]; got 1.5"),
         ({"offspring": 0}, r"strategy.options.offspring must be an integer >= 1; got 0"),
         ({"population": 2}, r"strategy.options.population must be an integer >= 4; got 2"),
+        ({"step_scales": [0.5, 40]}, r"strategy.options.step_scales must be a non-empty list"),
         ({"warm_start": ["best"]}, r"warm_start entries must be 'uniform', 'owl' or a list"),
     ],
 )

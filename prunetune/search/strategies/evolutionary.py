@@ -2,14 +2,17 @@
 
 Budget mode keeps the budget exact by construction: a *level switch* moves a number of
 weights from one layer (or whole block) to another, working on integer pruned counts, so
-every offspring prunes exactly ``round(target * N)`` weights. Offspring can be screened
-on a slice of the search split (``screen``, a fraction) and only those that beat the
-parent's score on the same slice are confirmed at full fidelity.
+every offspring prunes exactly ``round(target * N)`` weights. Each switch draws its size
+from a few multiples of the step (small ones fine-tune, large ones travel). Offspring can
+be screened on a slice of the search split (``screen``, a fraction) and only those that
+beat the parent's score on the same slice are confirmed at full fidelity.
 
-Pareto mode is NSGA-II through ``deap.tools`` (``selNSGA2``, ``selTournamentDCD``,
-``cxSimulatedBinaryBounded``) on plain lists with a locally defined fitness, so no
-``creator`` globals are written. Its mutation moves sparsity between layers and shifts
-the overall level.
+Pareto mode opens with a sweep of ``population`` uniform allocations over the bounds
+(uniform Wanda is a strong prior), then runs NSGA-II selection through ``deap.tools``
+(``selNSGA2``, ``selTournamentDCD``) on plain lists with a locally defined fitness, so no
+``creator`` globals are written. A child is its parent with level switches (a better
+shape at the same size), a level shift (the same shape at a nearby size, which carries a
+good shape along the front and fills its gaps), or both, all on integer counts.
 
 The population is never held apart from the results: parents are derived from the
 results told so far, so ``restore`` (replaying the stored trials) rebuilds the state.
@@ -78,9 +81,11 @@ class EvolutionarySearch(Strategy):
         offspring: λ, offspring per parent in budget mode (used to size screening), default 8.
         moves: most level switches per mutation (budget mode), default 3.
         step: sparsity moved per switch (fraction of the smaller side), default the grid step.
+        step_scales: multiples of ``step`` a switch draws its size from, default (0.5, 1, 2).
         screen: fraction of the search split to screen offspring on (0 or 1: no screening),
             default 0 (every offspring at full fidelity); e.g. 0.25.
-        population: NSGA-II population size (Pareto mode), default 16.
+        population: NSGA-II population size (Pareto mode), default 16; "uniform" in
+            ``warm_start`` opens Pareto mode with this many uniform levels.
         warm_start: allocations to evaluate first: "uniform", "owl" or explicit lists;
             default ["uniform"].
     """
@@ -98,6 +103,7 @@ class EvolutionarySearch(Strategy):
         offspring: int = 8,
         moves: int = 3,
         step: float | None = None,
+        step_scales: Sequence[float] = (0.5, 1.0, 2.0),
         screen: float = 0.0,
         population: int = 16,
         warm_start: Sequence[Any] = ("uniform",),
@@ -114,9 +120,16 @@ class EvolutionarySearch(Strategy):
         self.step = space.step if step is None else float(step)
         if not 0.0 < self.step < 1.0:
             raise ValueError(f"strategy.options.step must be in (0, 1); got {step}")
+        scales = [float(x) for x in step_scales]
+        if not scales or not all(0.0 < x * self.step < 1.0 for x in scales):
+            raise ValueError(
+                f"strategy.options.step_scales must be a non-empty list of multiples of step "
+                f"({self.step}) that keep each switch in (0, 1); got {list(step_scales)!r}"
+            )
+        self.step_scales = scales
         self.offspring, self.moves, self.population = offspring, moves, population
         self.screen = screen if 0.0 < screen < 1.0 else 1.0
-        self.warm_start_named(warm_start)
+        self.warm_start_named(warm_start, levels=population)
         n = np.asarray(space.numels, dtype=np.int64)
         self._numels = n
         self._lo_k = np.array([int(np.ceil(space.lo * x - 1e-9)) for x in n], dtype=np.int64)
@@ -139,8 +152,11 @@ class EvolutionarySearch(Strategy):
     def _counts(self, sparsities: Sequence[float]) -> np.ndarray:
         return np.array([round(s * n) for s, n in zip(sparsities, self._numels, strict=True)], dtype=np.int64)
 
-    def _level_switch(self, sparsities: Sequence[float], rng: np.random.Generator) -> tuple[list[float], list[str]]:
-        k = self._counts(sparsities)
+    def _fractions(self, k: np.ndarray) -> list[float]:
+        return [int(c) / int(n) for c, n in zip(k, self._numels, strict=True)]
+
+    def _level_switch(self, k: np.ndarray, rng: np.random.Generator) -> list[str]:
+        """Move weights between layers or blocks of the counts ``k`` (in place)."""
         done: list[str] = []
         for _ in range(int(rng.integers(1, self.moves + 1))):
             groups = self._partitions[int(rng.integers(len(self._partitions)))]
@@ -148,7 +164,8 @@ class EvolutionarySearch(Strategy):
                 groups = self._partitions[0]
             up, down = (groups[i] for i in rng.choice(len(groups), 2, replace=False))
             n_up, n_down = self._numels[up], self._numels[down]
-            want = round(self.step * min(n_up.sum(), n_down.sum()))
+            step = self.step * self.step_scales[int(rng.integers(len(self.step_scales)))]
+            want = round(step * min(n_up.sum(), n_down.sum()))
             room_up = self._hi_k[up] - k[up]
             room_down = k[down] - self._lo_k[down]
             amount = int(min(want, room_up.sum(), room_down.sum()))
@@ -157,7 +174,20 @@ class EvolutionarySearch(Strategy):
             k[up] += _spread(amount, room_up, n_up)
             k[down] -= _spread(amount, room_down, n_down)
             done.append(f"{up[0]}>{down[0]}" if len(up) == 1 else f"b{up[0]}>b{down[0]}")
-        return [int(c) / int(n) for c, n in zip(k, self._numels, strict=True)], done
+        return done
+
+    def _level_shift(self, k: np.ndarray, amount: int) -> int:
+        """Prune ``amount`` more weights (fewer when negative) over all layers in proportion
+        to size, so the shape is kept (in place); returns the amount actually moved."""
+        if amount > 0:
+            room = self._hi_k - k
+            moved = _spread(min(amount, int(room.sum())), room, self._numels)
+            k += moved
+        else:
+            room = k - self._lo_k
+            moved = _spread(min(-amount, int(room.sum())), room, self._numels)
+            k -= moved
+        return int(moved.sum()) * (1 if amount > 0 else -1)
 
     def _budget_propose(self, index: int) -> Candidate | None:
         if self._confirm:
@@ -171,7 +201,9 @@ class EvolutionarySearch(Strategy):
             return Candidate(parent.candidate.sparsities, origin="anchor", fidelity=self.screen,
                              info={"parent": parent.number})
         rng = np.random.default_rng([self.seed, index])
-        child, moves = self._level_switch(parent.candidate.sparsities, rng)
+        k = self._counts(parent.candidate.sparsities)
+        moves = self._level_switch(k, rng)
+        child = self._fractions(k)
         # Guard the exact budget: level switches conserve counts; the projection of an
         # exact allocation returns it unchanged.
         if sum(self._counts(child)) != sum(self._counts(parent.candidate.sparsities)):
@@ -215,24 +247,26 @@ class EvolutionarySearch(Strategy):
             for r in self._results
             if r.ok and r.candidate.fidelity == 1.0 and r.size is not None
         ]
-        if index < self.population or len(pool) < 4:
+        if len(pool) < 4:  # no opening sweep (or it failed): random levels with noise
             level = float(rng.uniform(sp.lo, sp.hi))
             proposal = level + rng.normal(0.0, 0.1, sp.dim)
             return Candidate(tuple(sp.project(proposal)), origin="random", info={"level": level})
         with _deap_random([self.seed, index]):
             elite = tools.selNSGA2(pool, min(self.population, len(pool)))
             k = 4 if len(elite) >= 4 else len(elite) - len(elite) % 4
-            a, b = (_Individual(p) for p in tools.selTournamentDCD(elite, k)[:2])
-            if random.random() < 0.7:
-                tools.cxSimulatedBinaryBounded(a, b, eta=15.0, low=sp.lo, up=sp.hi)
-        child = np.asarray(a, dtype=np.float64)
-        for _ in range(int(rng.integers(1, self.moves + 1))):  # move sparsity between layers
-            i, j = rng.choice(sp.dim, 2, replace=False)
-            child[i] += self.step
-            child[j] -= self.step
-        if rng.random() < 0.5:  # and shift the overall level along the front
-            child += self.step * float(rng.choice([-2, -1, 1, 2]))
-        return Candidate(tuple(sp.project(child)), origin="nsga2")
+            parent = tools.selTournamentDCD(elite, k)[0]
+        counts = self._counts(parent)
+        kind = int(rng.integers(3))  # 0: switches only, 1: shift only, 2: both
+        moves = self._level_switch(counts, rng) if kind != 1 else []
+        shift = 0
+        if kind != 0:
+            # Up to two steps of the whole model's prunable weights, either way.
+            amount = round(rng.uniform(-2.0, 2.0) * self.step * int(self._numels.sum()))
+            shift = self._level_shift(counts, amount)
+        if not moves and shift == 0:  # the shift hit a bound: change the shape instead
+            moves = self._level_switch(counts, rng)
+        return Candidate(tuple(self._fractions(counts)), origin="nsga2",
+                         info={"moves": moves, "shift": shift})
 
     # -- ask/tell ----------------------------------------------------------------------
 
