@@ -11,6 +11,12 @@ A directory written by :func:`export` holds ``prunetune.json`` (the manifest) an
   counts in the manifest. :func:`load_pruned` builds the model from its transformers
   config (the class named in the manifest, looked up in ``transformers`` itself, never
   remote code), resizes the recorded tensors, and loads the weights.
+
+Either kind can also trim the vocabulary (``vocabulary=texts`` with ``tokenizer=``, see
+:mod:`prunetune.pruning.vocabulary`): the embeddings keep only the rows of the tokens the
+texts use, ``config.json`` gets the smaller ``vocab_size``, the trimmed tokenizer is saved
+next to the model (``AutoTokenizer.from_pretrained(directory)``) and the manifest's
+``vocabulary`` lists the kept original ids.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +38,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from prunetune.pruning.structures import StructureUnit
+from prunetune.pruning.vocabulary import (
+    VocabularyTrim,
+    check_same_tokens,
+    plan_trim,
+    save_trimmed_tokenizer,
+)
 
 MANIFEST = "prunetune.json"
 FORMAT = "prunetune-pruned/1"
@@ -121,18 +133,32 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def export(model: nn.Module, directory: str | Path, state: PruneState | None = None) -> Path:
+def export(model: nn.Module, directory: str | Path, state: PruneState | None = None, *,
+           tokenizer: Any = None, vocabulary: Iterable[str] | None = None) -> Path:
     """Write ``model`` (pruned by :func:`prunetune.prune`, or masked by hand) to
     ``directory``; returns the directory. Structured pruning recorded on the model (or
     passed as ``state``) is cut out physically; anything else is saved with its zeros.
+
+    Args:
+        tokenizer: saved with the model when given (trimmed when ``vocabulary`` is).
+        vocabulary: texts the exported model will read (e.g. the task's data). The word
+            embeddings keep only the rows of the tokens these texts tokenise to, plus the
+            special tokens; needs ``tokenizer`` (a fast WordPiece one). On these texts, the
+            saved tokenizer and the loaded model compute what ``tokenizer`` and ``model``
+            compute; other text may tokenise to more ``[UNK]``.
 
     The files are written to a temporary sibling folder and renamed into place, so a full
     disk or an unwritable folder leaves nothing half-written.
 
     Raises:
         OSError: the export could not be written (naming ``directory``); nothing changed there.
+        TypeError, ValueError: ``vocabulary`` without a usable ``tokenizer``, or a model
+            without word embeddings (see :func:`prunetune.pruning.vocabulary.plan_trim`).
     """
     out = Path(directory)
+    texts = None if vocabulary is None else (
+        vocabulary if isinstance(vocabulary, (str, bytes)) else list(vocabulary))
+    trim = None if texts is None else plan_trim(model, tokenizer, texts)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -140,7 +166,12 @@ def export(model: nn.Module, directory: str | Path, state: PruneState | None = N
     except OSError as err:
         raise OSError(err.errno, f"cannot export to {str(out)!r}: {err.strerror or err}") from err
     try:
-        _write(model, tmp, state)
+        _write(model, tmp, state, trim)
+        if trim is not None:
+            save_trimmed_tokenizer(tokenizer, trim, tmp)
+            check_same_tokens(tokenizer, tmp, trim, list(texts or []))
+        elif tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
         _publish(tmp, out)
     except (OSError, SafetensorError) as err:  # safetensors reports a failed write as its own error
         errno = err.errno if isinstance(err, OSError) else None
@@ -167,7 +198,7 @@ def _publish(tmp: Path, out: Path) -> None:
             os.replace(f, target)
 
 
-def _write(model: nn.Module, out: Path, state: PruneState | None) -> None:
+def _write(model: nn.Module, out: Path, state: PruneState | None, trim: VocabularyTrim | None) -> None:
     state = state or getattr(model, STATE_ATTR, None) or PruneState("unstructured")
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -177,20 +208,29 @@ def _write(model: nn.Module, out: Path, state: PruneState | None) -> None:
         "report": state.report,
     }
     if state.structured:
-        _export_structured(model, out, state, manifest)
+        _export_structured(model, out, state, manifest, trim)
     else:
-        tensors, tied = _dedupe(model.state_dict())
+        sd = dict(model.state_dict()) if trim is None else trim.apply(model.state_dict())
+        tensors, tied = _dedupe(sd)
         if _is_hf(model):
-            model.save_pretrained(out)  # type: ignore[operator]
+            model.save_pretrained(out, state_dict=None if trim is None else sd)  # type: ignore[operator]
         else:
             save_file(tensors, str(out / "model.safetensors"))
         save_file(compress(tensors), str(out / "compressed.safetensors"))
         manifest.update(kind="unstructured", tied=tied)
+    if trim is not None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(out), local_files_only=True, trust_remote_code=False)
+        trim.update_config(config)
+        config.save_pretrained(out)
+        manifest["vocabulary"] = trim.manifest()
     _write_manifest(out, manifest)
 
 
-def _export_structured(model: nn.Module, out: Path, state: PruneState, manifest: dict[str, Any]) -> None:
-    sd = dict(model.state_dict())
+def _export_structured(model: nn.Module, out: Path, state: PruneState, manifest: dict[str, Any],
+                       trim: VocabularyTrim | None) -> None:
+    sd = dict(model.state_dict()) if trim is None else trim.apply(model.state_dict())
     cut: dict[tuple[str, int], set[int]] = {}
     attrs: dict[str, dict[str, int]] = {}
     drop_blocks: tuple[str, list[int], int] | None = None
@@ -232,7 +272,8 @@ def _export_structured(model: nn.Module, out: Path, state: PruneState, manifest:
         manifest["removed_blocks"] = gone
     tensors, tied = _dedupe(sd)
     dense_shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    shapes = {k: list(t.shape) for k, t in tensors.items()}
+    # Trimmed embeddings are not recorded: config.json's vocab_size builds them at their size.
+    shapes = {k: list(t.shape) for k, t in tensors.items() if trim is None or k not in trim.tensors}
     manifest.update(
         kind="structured",
         tied=tied,
