@@ -77,17 +77,18 @@ def test_pareto_mode_opens_with_a_uniform_sweep_then_shifts_and_reshapes() -> No
     strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space))
     results = drive(strategy, 40)
     opening = [r.candidate.sparsities for r in results[:8]]
-    assert all(len(set(a)) <= 2 for a in opening)  # uniform (exact projection may split a level)
+    assert all(max(a) - min(a) < 0.01 for a in opening)  # uniform, up to rounding to counts
     levels = [space.overall_sparsity(a) for a in opening]
     assert levels == sorted(levels) and levels[-1] == pytest.approx(space.hi, abs=1e-3)
     children = [r.candidate for r in results[8:]]
     assert {c.origin for c in children} == {"nsga2"}
     assert any(c.info["shift"] != 0 for c in children)  # level shifts move along the front
     assert any(c.info["moves"] and c.info["shift"] == 0 for c in children)  # switches keep the size
-    for c in children:
-        if c.info["shift"] == 0:
-            assert any(space.nonzero_params(c.sparsities) == space.nonzero_params(a) for a in opening + [
-                r.candidate.sparsities for r in results[8:]] if a != c.sparsities)
+    for i, c in enumerate(children):
+        assert c.info["moves"] or c.info["shift"]  # never the parent again
+        if c.info["shift"] == 0:  # the same size as an earlier trial (its parent)
+            earlier = {space.nonzero_params(r.candidate.sparsities) for r in results[: 8 + i]}
+            assert space.nonzero_params(c.sparsities) in earlier
 
 
 @pytest.mark.parametrize(

@@ -263,8 +263,9 @@ class EvolutionarySearch(Strategy):
             # Up to two steps of the whole model's prunable weights, either way.
             amount = round(rng.uniform(-2.0, 2.0) * self.step * int(self._numels.sum()))
             shift = self._level_shift(counts, amount)
-        if not moves and shift == 0:  # the shift hit a bound: change the shape instead
-            moves = self._level_switch(counts, rng)
+        if not moves and shift == 0:  # at a bound (e.g. every layer at the cap): step away
+            amount = round(rng.uniform(0.25, 2.0) * self.step * int(self._numels.sum()))
+            shift = self._level_shift(counts, -amount) or self._level_shift(counts, amount)
         return Candidate(tuple(self._fractions(counts)), origin="nsga2",
                          info={"moves": moves, "shift": shift})
 
