@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prunetune.errors import SpecError
+from prunetune.evaluators.screening import ScreenedStrategy
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
 from prunetune.search.pareto import non_dominated
 from prunetune.search.registry import strategy_class
@@ -47,11 +48,17 @@ def build_strategy(
     else:
         options_with = options
     try:
-        return cls(space, seed=seed, budget=spec.budget.trials, **options_with)  # type: ignore[call-arg]
+        strategy = cls(space, seed=seed, budget=spec.budget.trials, **options_with)  # type: ignore[call-arg]
     except TypeError as err:
         raise SpecError("strategy.options", options, f"not accepted by {spec.strategy.name!r}: {err}") from None
     except ValueError as err:
         raise SpecError("strategy.options", options, str(err)) from None
+    if spec.strategy.screen is None:
+        return strategy
+    if options.get("screen", 0.0) not in (0, 1):
+        raise SpecError("strategy.screen", spec.strategy.screen,
+                        "the strategy screens on its own too (strategy.options.screen); keep one of the two")
+    return ScreenedStrategy(strategy, fraction=spec.strategy.screen)
 
 
 @dataclass
