@@ -344,7 +344,8 @@ def _resize(model: nn.Module, shapes: Mapping[str, list[int]]) -> None:
 
 
 def load_pruned(directory: str | Path, model: nn.Module | None = None) -> nn.Module:
-    """Load what :func:`export` wrote, in eval mode.
+    """Load what :func:`export` wrote, in eval mode. A tokenizer exported with the model
+    (trimmed with the vocabulary) loads with ``AutoTokenizer.from_pretrained(directory)``.
 
     Args:
         directory: the export directory.

@@ -92,7 +92,7 @@ def _tiny_wordpiece() -> Any:
 
     words = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "red", "run", "##s", "##ing", "##ed"]
     letters = [c for c in "abcdefghijklmnopqrstuvwxyz"] + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
-    tokens = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words, *letters]
+    tokens = list(dict.fromkeys(["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words, *letters]))
     tokens += [f"[unused{i}]" for i in range(1, 96 - len(tokens) + 1)]
     backend = Tokenizer(WordPiece({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -103,7 +103,8 @@ def _tiny_wordpiece() -> Any:
                                    cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 
 
-def test_a_tied_masked_lm_head_is_trimmed_with_the_embeddings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("granularity", ["heads+neurons", "unstructured"])
+def test_a_tied_masked_lm_head_is_trimmed_with_the_embeddings(tmp_path: Path, granularity: str) -> None:
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
@@ -111,7 +112,7 @@ def test_a_tied_masked_lm_head_is_trimmed_with_the_embeddings(tmp_path: Path) ->
                                        intermediate_size=64, max_position_embeddings=64)).eval()
     tokenizer = _tiny_wordpiece()
     corpus = ["The cat sat on the mat.", "A big red dog runs, running", "the dogs ran"]
-    prune(model, 0.5, criterion="magnitude", granularity="heads+neurons")
+    prune(model, 0.5, criterion="magnitude", granularity=granularity)
     export(model, tmp_path, tokenizer=tokenizer, vocabulary=corpus)
     loaded = load_pruned(tmp_path)
     trimmed = AutoTokenizer.from_pretrained(str(tmp_path), local_files_only=True)
@@ -146,3 +147,14 @@ def test_bad_inputs_are_refused_before_anything_is_written(tmp_path: Path, corpu
     with pytest.raises(ValueError, match="model: SmallCNN has no word embeddings"):
         export(small_cnn(), out, tokenizer=tokenizer, vocabulary=corpus)
     assert not out.exists()
+
+
+def test_a_tokenizer_without_vocabulary_is_saved_as_is(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    model = BertModel(BertConfig(vocab_size=96, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                 intermediate_size=64, max_position_embeddings=64)).eval()
+    export(model, tmp_path, tokenizer=_tiny_wordpiece())
+    saved = AutoTokenizer.from_pretrained(str(tmp_path), local_files_only=True)
+    assert len(saved) == 96 and load_pruned(tmp_path).config.vocab_size == 96
+    assert "vocabulary" not in json.loads((tmp_path / "prunetune.json").read_text())
