@@ -72,6 +72,12 @@ def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> 
     assert hv(results) > hv(results[:8])
 
 
+def test_switch_sizes_fixed_in_budget_mode_mixed_in_pareto_mode() -> None:
+    assert EvolutionarySearch(make_space(0.6)).step_scales == [1.0]
+    assert EvolutionarySearch(make_space(None)).step_scales == [0.5, 1.0, 2.0]
+    assert EvolutionarySearch(make_space(0.6), step_scales=[0.5, 2]).step_scales == [0.5, 2.0]
+
+
 def test_pareto_mode_opens_with_a_uniform_sweep_then_shifts_and_reshapes() -> None:
     space = make_space(None)
     strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space))
