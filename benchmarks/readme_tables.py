@@ -168,6 +168,10 @@ def hypervolume_section(runs: list[dict[str, Any]]) -> list[str]:
             if base and c and c["mean"] <= base["mean"]:
                 verdicts.append(f"- With {b} evaluations, **{s} does not beat the uniform front** "
                                 f"({c['mean']:.4f} against {base['mean']:.4f}).")
+            elif base and c:
+                verdicts.append(f"- With {b} evaluations, {s}'s front exceeds the uniform sweep's by "
+                                f"{c['mean'] / base['mean'] - 1:.1%} ({c['mean']:.4f} against {base['mean']:.4f}"
+                                f"{', one seed' if c['n'] < 2 else ''}).")
     lines += ["", *verdicts] if verdicts else []
     for b in (64, 256):
         if b not in budgets:
