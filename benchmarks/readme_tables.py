@@ -384,9 +384,10 @@ def figure(runs: list[dict[str, Any]]) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     pareto = [d for d in runs if d.get("mode") == "pareto"]
     if pareto:
-        d = max(pareto, key=lambda d: (d["args"]["budget"], d.get("started", "")))
-        for s in STRATEGIES:
-            rows = [r for r in d["runs"] if r["strategy"] == s and r["seed"] == 0]
+        budget = max(d["args"]["budget"] for d in pareto)
+        for s in STRATEGIES:  # each strategy's latest seed-0 front at the largest budget
+            rows = [r for d in pareto if d["args"]["budget"] == budget
+                    for r in d["runs"] if r["strategy"] == s and r["seed"] == 0][-1:]
             if not rows:
                 continue
             pts = sorted((p["size"] / 1e6, p["report"].get("fidelity")) for p in rows[0]["front"]
@@ -395,7 +396,7 @@ def figure(runs: list[dict[str, Any]]) -> str | None:
             ax.plot([x for x, _ in pts], [y for _, y in pts], style, marker="o", ms=3, label=s)
         ax.set_xlabel("nonzero parameters (millions)")
         ax.set_ylabel("fidelity, REPORT split")
-        ax.set_title(f"Pareto fronts, {d['args']['budget']} evaluations")
+        ax.set_title(f"Pareto fronts, {budget} evaluations")
     else:
         cells = best_cells(runs, "budget")
         budget = 64
