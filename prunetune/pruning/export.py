@@ -207,10 +207,10 @@ def _write(model: nn.Module, out: Path, state: PruneState | None, trim: Vocabula
         "architecture": type(model).__name__,
         "report": state.report,
     }
+    sd = dict(model.state_dict()) if trim is None else trim.apply(model.state_dict())
     if state.structured:
-        _export_structured(model, out, state, manifest, trim)
+        _export_structured(model, out, state, manifest, sd, trim)
     else:
-        sd = dict(model.state_dict()) if trim is None else trim.apply(model.state_dict())
         tensors, tied = _dedupe(sd)
         if _is_hf(model):
             model.save_pretrained(out, state_dict=None if trim is None else sd)  # type: ignore[operator]
@@ -229,8 +229,7 @@ def _write(model: nn.Module, out: Path, state: PruneState | None, trim: Vocabula
 
 
 def _export_structured(model: nn.Module, out: Path, state: PruneState, manifest: dict[str, Any],
-                       trim: VocabularyTrim | None) -> None:
-    sd = dict(model.state_dict()) if trim is None else trim.apply(model.state_dict())
+                       sd: dict[str, torch.Tensor], trim: VocabularyTrim | None) -> None:
     cut: dict[tuple[str, int], set[int]] = {}
     attrs: dict[str, dict[str, int]] = {}
     drop_blocks: tuple[str, list[int], int] | None = None
