@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import readme_tables
+import reproduce
 from _common import ROOT, provenance
 
 PY = sys.executable
@@ -108,14 +109,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> int:
-    start = time.perf_counter()
-    rows = []
-    out = ROOT / "benchmarks" / "results" / f"run_all-{args.set}{'-partial' if args.only else ''}.json"
+    start, started_at = time.perf_counter(), time.time()
+    results = ROOT / "benchmarks" / "results"
+    recorded = reproduce.figures(results)  # what the README showed before this run
+    rows: list[dict[str, object]] = []
+    reproduction: list[dict[str, object]] = []
+    out = results / f"run_all-{args.set}{'-partial' if args.only else ''}.json"
     for name, cmd in steps:
         rows.append(run_step(name, cmd, None if args.hold else args.lock or None))
+        # Judge only the figures this run wrote anew against what was recorded before it.
+        now = reproduce.figures(results)
+        rewritten = {k: v for k, v in now.items() if (results / v[2]).stat().st_mtime >= started_at}
+        reproduction = reproduce.compare(recorded, rewritten)
         out.write_text(json.dumps({
             "benchmark": "run_all", "set": args.set, "provenance": provenance(vars(args)),
             "wall_seconds": round(time.perf_counter() - start, 1), "steps": rows,
+            "reproduction": reproduction,
         }, indent=2))
         if not args.no_readme:
             readme_tables.main([])
@@ -123,6 +132,8 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
     failed = sum(1 for r in rows if r["rc"] != 0)
     for r in rows:
         print(f"{r['step']:28s} rc={r['rc']} {r['wall_seconds']:7.1f}s  {r['result']}")
+    print("Against the figures recorded before this run (quality exact to 1e-4, timing within 15%):")
+    print(reproduce.render(reproduction))
     print(f"RESULT steps={len(rows)} failed={failed} wall_s={wall:.0f}")
     return 1 if failed else 0
 

@@ -1,0 +1,152 @@
+"""Does a benchmark run reproduce the recorded figures? Compare two results folders.
+
+Each headline figure of the README's Results section is read from both folders and judged
+by its kind:
+
+- ``exact``: quality figures (REPORT ``1 - fidelity``, hypervolume, fidelity after
+  export, size ratios). They are deterministic given the code, data hashes and seeds, so
+  they must agree to ``--exact-tolerance`` (default 1e-4).
+- ``timing``: seconds, rates and ratios of timings. They move with the machine's load; the
+  README states about ±15% between repeated runs on the shared 2-core machine, which is
+  the default ``--timing-tolerance`` (relative).
+
+Only figures present in both folders are compared; for search quality the key is
+(mode, sparsity, budget, strategy, seed), taken from the latest file that has it.
+``run_all.py`` calls :func:`compare` on the figures it rewrote. Run by hand::
+
+    .venv/bin/python benchmarks/reproduce.py --reference <old results dir> --candidate benchmarks/results
+
+Ends with ``RESULT compared=<n> within=<n> outside=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXACT, TIMING = "exact", "timing"
+# file -> [(figure name, path into the JSON, kind)]; a path element "side=naive" picks the
+# list entry whose "side" is "naive".
+FIGURES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
+    "naive_optuna.json": [
+        ("naive s/evaluation", ("runs", "side=naive", "seconds_per_evaluation"), TIMING),
+        ("bayesian s/evaluation", ("runs", "side=bayesian", "seconds_per_evaluation"), TIMING),
+        ("naive 1 - fidelity", ("runs", "side=naive", "one_minus_fidelity"), EXACT),
+        ("bayesian 1 - fidelity", ("runs", "side=bayesian", "one_minus_fidelity"), EXACT),
+    ],
+    "eval_cost.json": [
+        ("evaluation / forward", ("eval_over_forward",), TIMING),
+        ("naive / forward", ("naive_over_forward",), TIMING),
+    ],
+    "recovery.json": [
+        ("fidelity before recovery", ("report_before", "fidelity"), EXACT),
+        ("fidelity after recovery", ("report_after", "fidelity"), EXACT),
+    ],
+    "structured_export.json": [
+        ("file ratio", ("file_ratio",), EXACT),
+        ("parameter ratio, vocabulary trimmed", ("trimmed_params_ratio",), EXACT),
+        ("fidelity of the export", ("fidelity_export",), EXACT),
+        ("forward speedup", ("speedup_median",), TIMING),
+    ],
+    "store.json": [
+        ("sqlite trials/s", ("sqlite", "median"), TIMING),
+        ("postgres trials/s", ("postgres", "median"), TIMING),
+        ("submit to first trial s", ("submit_to_first_trial", "median"), TIMING),
+    ],
+    "scale.json": [
+        ("2 workers / 1 worker", ("summary", "speedup_2_over_1"), TIMING),
+    ],
+}
+
+
+def _dig(d: Any, path: tuple[str, ...]) -> float | None:
+    for part in path:
+        if isinstance(d, list):
+            key, _, value = part.partition("=")
+            d = next((x for x in d if isinstance(x, dict) and str(x.get(key)) == value), None)
+        elif isinstance(d, dict):
+            d = d.get(part)
+        else:
+            return None
+        if d is None:
+            return None
+    return float(d) if isinstance(d, (int, float)) else None
+
+
+def figures(results: Path) -> dict[str, tuple[float, str, str]]:
+    """Figure name -> (value, kind, file name) for the results in ``results``."""
+    out: dict[str, tuple[float, str, str]] = {}
+    for name, specs in FIGURES.items():
+        path = results / name
+        if not path.exists():
+            continue
+        d = json.loads(path.read_text())
+        for label, where, kind in specs:
+            value = _dig(d, where)
+            if value is not None:
+                out[f"{name.removesuffix('.json')}: {label}"] = (value, kind, name)
+    runs = []
+    for path in results.glob("search_quality-*.json"):
+        try:
+            runs.append((json.loads(path.read_text()), path.name))
+        except json.JSONDecodeError:
+            continue
+    for d, name in sorted(runs, key=lambda x: x[0].get("started", "")):  # later files win
+        a = d["args"]
+        level = "pareto" if d["mode"] == "pareto" else f"s{a['sparsity']}"
+        metric = "hypervolume" if d["mode"] == "pareto" else "one_minus_fidelity"
+        for r in d["runs"]:
+            if r.get(metric) is not None:
+                key = f"search_quality: {level} b{a['budget']} {r['strategy']} seed {r['seed']}"
+                out[key] = (float(r[metric]), EXACT, name)
+    return out
+
+
+def compare(reference: dict[str, tuple[float, str, str]], candidate: dict[str, tuple[float, str, str]],
+            *, exact_tolerance: float = 1e-4, timing_tolerance: float = 0.15) -> list[dict[str, Any]]:
+    rows = []
+    for key in sorted(reference.keys() & candidate.keys()):
+        (ref, kind, _), (new, _, _) = reference[key], candidate[key]
+        if kind == EXACT:
+            within = abs(new - ref) <= exact_tolerance
+            delta = f"{new - ref:+.4g}"
+        else:
+            within = ref != 0 and abs(new / ref - 1.0) <= timing_tolerance
+            delta = f"{(new / ref - 1.0) * 100:+.1f}%" if ref else "n/a"
+        rows.append({"figure": key, "kind": kind, "reference": ref, "candidate": new,
+                     "delta": delta, "within": within})
+    return rows
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'figure':58s} {'kind':6s} {'reference':>10s} {'this run':>10s} {'delta':>9s}"]
+    for r in rows:
+        mark = "" if r["within"] else "  OUTSIDE"
+        lines.append(f"{r['figure']:58s} {r['kind']:6s} {r['reference']:10.4f} {r['candidate']:10.4f} "
+                     f"{r['delta']:>9s}{mark}")
+    outside = sum(1 for r in rows if not r["within"])
+    lines.append(f"RESULT compared={len(rows)} within={len(rows) - outside} outside={outside}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reference", type=Path, required=True, help="results folder of the recorded run")
+    p.add_argument("--candidate", type=Path, default=Path("benchmarks/results"), help="results folder of the new run")
+    p.add_argument("--exact-tolerance", type=float, default=1e-4)
+    p.add_argument("--timing-tolerance", type=float, default=0.15)
+    args = p.parse_args(argv)
+    for field in ("reference", "candidate"):
+        if not getattr(args, field).is_dir():
+            p.error(f"--{field}: {getattr(args, field)} is not a folder")
+    rows = compare(figures(args.reference), figures(args.candidate),
+                   exact_tolerance=args.exact_tolerance, timing_tolerance=args.timing_tolerance)
+    print(render(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
