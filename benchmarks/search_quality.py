@@ -62,9 +62,11 @@ def make_spec(args: argparse.Namespace, strategy: str, seed: int, trials: int, o
 
 
 def strategy_options(args: argparse.Namespace, strategy: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
     if strategy == "evolutionary" and not args.pareto and args.screen > 0:
-        return {"screen": args.screen}
-    return {}
+        options["screen"] = args.screen
+    options.update(args.options.get(strategy, {}))
+    return options
 
 
 def run_one(args: argparse.Namespace, bench: Any, strategy: str, seed: int, db: str) -> dict[str, Any]:
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pareto", action="store_true", help="Pareto mode: hypervolume of fronts")
     p.add_argument("--screen", type=float, default=0.25,
                    help="evolutionary multi-fidelity screening fraction (0: off)")
+    p.add_argument("--options", type=json.loads, default={},
+                   help='extra strategy options as JSON, e.g. \'{"evolutionary": {"partitions": ["layer", "kind"]}}\'')
     p.add_argument("--calibration", type=int, default=256)
     p.add_argument("--search", type=int, default=128, help="search-split chunks")
     p.add_argument("--report", type=int, default=512)
@@ -142,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(strategies) - set(STRATEGIES))
     if unknown:
         p.error(f"--strategies: unknown {unknown}; allowed: {', '.join(STRATEGIES)}")
+    if not isinstance(args.options, dict) or not all(
+        k in STRATEGIES and isinstance(v, dict) for k, v in args.options.items()
+    ):
+        p.error(f"--options: a JSON object from strategy name ({', '.join(STRATEGIES)}) to options; got {args.options!r}")
 
     started = datetime.now(timezone.utc)
     bench = build_workbench(make_spec(args, "uniform", 0, args.budget, {}))

@@ -110,3 +110,22 @@ def test_pareto_mode_opens_with_a_uniform_sweep_then_shifts_and_reshapes() -> No
 def test_bad_options_name_the_option(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EvolutionarySearch(make_space(0.6), **options)
+
+
+def test_kind_partition_moves_weights_between_every_layer_of_two_roles() -> None:
+    space = make_space(0.6)
+    strategy = EvolutionarySearch(space, seed=3, partitions=["kind"], moves=1, context=make_context(space))
+    results = drive(strategy, 12)
+    child = next(r.candidate for r in results if r.candidate.origin == "mutation")
+    parent = results[0].candidate.sparsities
+    changed = {space.layers[i].kind for i, (a, b) in enumerate(zip(parent, child.sparsities, strict=True)) if a != b}
+    assert len(changed) == 2  # one role gained what the other lost
+    moved_layers = [i for i, (a, b) in enumerate(zip(parent, child.sparsities, strict=True)) if a != b]
+    assert len(moved_layers) == 2 * 4  # every block's layer of both roles
+    assert child.info["moves"][0].startswith("k")
+    assert space.nonzero_params(child.sparsities) == space.nonzero_params(parent)
+
+
+def test_unknown_partition_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"partitions must be .*layer, block, kind.*'rows'"):
+        EvolutionarySearch(make_space(0.6), partitions=["layer", "rows"])

@@ -90,6 +90,10 @@ class EvolutionarySearch(Strategy):
             ``warm_start`` opens Pareto mode with this many uniform levels.
         warm_start: allocations to evaluate first: "uniform", "owl" or explicit lists;
             default ["uniform"].
+        partitions: the groupings a level switch moves weights between, each drawn with
+            equal chance: "layer" (one layer to another), "block" (one block's layers to
+            another's), "kind" (every layer of one role, e.g. all value projections, to
+            every layer of another); default ["layer", "block"].
     """
 
     name = "evolutionary"
@@ -109,6 +113,7 @@ class EvolutionarySearch(Strategy):
         screen: float = 0.0,
         population: int = 16,
         warm_start: Sequence[Any] = ("uniform",),
+        partitions: Sequence[str] = ("layer", "block"),
     ) -> None:
         super().__init__(space, seed=seed, budget=budget, context=context)
         if not (isinstance(offspring, int) and offspring >= 1):
@@ -138,11 +143,7 @@ class EvolutionarySearch(Strategy):
         self._numels = n
         self._lo_k = np.array([int(np.ceil(space.lo * x - 1e-9)) for x in n], dtype=np.int64)
         self._hi_k = np.array([int(np.floor(space.hi * x + 1e-9)) for x in n], dtype=np.int64)
-        blocks = [layer.block if layer.block >= 0 else -1 - i for i, layer in enumerate(space.layers)]
-        self._partitions = [
-            [[i] for i in range(space.dim)],
-            [[i for i, b in enumerate(blocks) if b == key] for key in dict.fromkeys(blocks)],
-        ]
+        self._partitions = self._groupings(space, partitions)
         # Budget-mode state, all derived from told results.
         self._parent: TrialResult | None = None
         self._anchor: float | None = None  # the parent's quality at screening fidelity
@@ -150,6 +151,25 @@ class EvolutionarySearch(Strategy):
         self._screened: dict[tuple[float, ...], float] = {}
         self._screen_failures = 0
         self._results: list[TrialResult] = []
+
+    @staticmethod
+    def _groupings(space: SearchSpace, partitions: Sequence[str]) -> list[tuple[str, list[list[int]]]]:
+        """Index groups per named partition; a partition with fewer than two groups (one
+        block, one kind) cannot move anything, so a switch drawn there works on layers."""
+        allowed = ("layer", "block", "kind")
+        names = [partitions] if isinstance(partitions, str) else list(partitions)
+        bad = [x for x in names if x not in allowed]
+        if not names or bad:
+            raise ValueError(f"strategy.options.partitions must be a non-empty list of {', '.join(allowed)}; "
+                             f"got {list(names)!r}")
+        keys: dict[str, list[Any]] = {
+            "layer": list(range(space.dim)),
+            # a layer outside any block (or of no known role) is a group of its own
+            "block": [layer.block if layer.block >= 0 else f"layer{i}" for i, layer in enumerate(space.layers)],
+            "kind": [layer.kind if layer.kind != "other" else f"layer{i}" for i, layer in enumerate(space.layers)],
+        }
+        return [(name, [[i for i, k in enumerate(keys[name]) if k == key] for key in dict.fromkeys(keys[name])])
+                for name in dict.fromkeys(names)]
 
     # -- budget mode: (1+λ) level switches ---------------------------------------------
 
@@ -160,12 +180,12 @@ class EvolutionarySearch(Strategy):
         return [int(c) / int(n) for c, n in zip(k, self._numels, strict=True)]
 
     def _level_switch(self, k: np.ndarray, rng: np.random.Generator) -> list[str]:
-        """Move weights between layers or blocks of the counts ``k`` (in place)."""
+        """Move weights between layers or groups of layers of the counts ``k`` (in place)."""
         done: list[str] = []
         for _ in range(int(rng.integers(1, self.moves + 1))):
-            groups = self._partitions[int(rng.integers(len(self._partitions)))]
+            name, groups = self._partitions[int(rng.integers(len(self._partitions)))]
             if len(groups) < 2:
-                groups = self._partitions[0]
+                name, groups = "layer", [[i] for i in range(self.space.dim)]
             up, down = (groups[i] for i in rng.choice(len(groups), 2, replace=False))
             n_up, n_down = self._numels[up], self._numels[down]
             scales = self.step_scales  # one scale draws nothing: the fixed-step stream
@@ -178,7 +198,8 @@ class EvolutionarySearch(Strategy):
                 continue
             k[up] += _spread(amount, room_up, n_up)
             k[down] -= _spread(amount, room_down, n_down)
-            done.append(f"{up[0]}>{down[0]}" if len(up) == 1 else f"b{up[0]}>b{down[0]}")
+            tag = "" if name == "layer" else name[0]  # "3>7", "b6>b18", "k2>k4" (first layers)
+            done.append(f"{tag}{up[0]}>{tag}{down[0]}")
         return done
 
     def _level_shift(self, k: np.ndarray, amount: int) -> int:
