@@ -145,6 +145,9 @@ def quality_section(runs: list[dict[str, Any]]) -> list[str]:
     if all(c["n"] < 3 for c in cells.values()):
         lines += ["- Every cell is one seed: the 3-seed runs (`make bench-full`) have not been run yet, "
                   "so differences between families are single draws."]
+    elif single := sorted({f"{k[0]}/{k[1]}" for k, c in cells.items() if c["n"] < 3 and k[2] not in BASELINES}):
+        lines += [f"- Rows (sparsity/evaluations) {', '.join(single)} have single-seed cells: differences "
+                  "there are single draws."]
     lines += ["", *hypervolume_section(runs)]
     return lines
 
@@ -421,10 +424,31 @@ def figure(runs: list[dict[str, Any]]) -> str | None:
 # -- assembly ---------------------------------------------------------------------------
 
 
+def reproduction_section() -> list[str]:
+    d = load("run_all-cpu")
+    rows = (d or {}).get("reproduction") or []
+    lines = ["### Does `make bench` reproduce these figures?", ""]
+    if not rows:
+        return [*lines, "Not yet run: `make bench` compares each figure it rewrites with the one recorded "
+                "before it (`benchmarks/reproduce.py`).", ""]
+    assert d is not None
+    outside = [r for r in rows if not r["within"]]
+    exact = [r for r in rows if r["kind"] == "exact"]
+    lines += [f"The last `make bench` ({day(d)}, {where(d)}, {d['wall_seconds'] / 60:.0f} min) against the "
+              f"figures recorded before it (`benchmarks/reproduce.py`: quality figures must agree to 1e-4, "
+              f"timing figures within ±15%): {len(rows) - len(outside)} of {len(rows)} within, "
+              f"{sum(1 for r in exact if r['within'])} of {len(exact)} quality figures exact.", ""]
+    if outside:
+        lines += ["| figure | recorded | this run | change |", "|---|---|---|---|"]
+        lines += [f"| {r['figure']} | {r['reference']:.4g} | {r['candidate']:.4g} | {r['delta']} |" for r in outside]
+        lines += ["", "The rows above fall outside that band; the tables in this section show the newer figures."]
+    return [*lines, ""]
+
+
 def section() -> tuple[str, int]:
     runs = search_runs()
     parts = [quality_section(runs), naive_section(), cost_section(), scale_section(), store_section(),
-             recovery_section(), structured_section(), multifidelity_section()]
+             recovery_section(), structured_section(), multifidelity_section(), reproduction_section()]
     missing = sum(1 for p in parts if any(line.startswith("Not yet run") for line in p))
     dates = [day(d) for d in runs] + [day(d) for n in ("naive_optuna", "eval_cost", "scale", "store", "recovery",
                                                          "structured_export", "multifidelity") if (d := load(n))]
@@ -435,7 +459,8 @@ def section() -> tuple[str, int]:
             "The table of record: every figure below is read from the JSON files in "
             "`benchmarks/results/` (each with its provenance: config or spec hash, model fingerprint, "
             "data-split hashes, seeds, package versions, date and machine). `make bench` reruns the CPU "
-            "set (about 30 minutes on 2 cores) and regenerates this section; `make bench-full` adds the "
+            "set (about 30 minutes on 2 cores), regenerates this section and checks each figure it rewrote "
+            "against the recorded one (the last subsection); `make bench-full` adds the "
             "3-seed, 256-evaluation, Pareto and multi-fidelity runs.", "",
             f"Runs from {min(dates)[:10] if dates else '?'} to {max(dates) if dates else '?'} on "
             f"{'; '.join(machines) or '?'}. {NOISE}", ""]

@@ -1,0 +1,44 @@
+"""benchmarks/reproduce.py: quality figures must match exactly, timing within the band."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import reproduce
+
+
+def write(folder: Path, eval_ratio: float, naive_quality: float, sq: dict[str, float]) -> Path:
+    folder.mkdir()
+    (folder / "eval_cost.json").write_text(json.dumps({"eval_over_forward": eval_ratio, "naive_over_forward": 1.5}))
+    (folder / "naive_optuna.json").write_text(json.dumps({"runs": [
+        {"side": "naive", "seconds_per_evaluation": 2.5, "one_minus_fidelity": naive_quality},
+        {"side": "bayesian", "seconds_per_evaluation": 1.2, "one_minus_fidelity": 0.386},
+    ]}))
+    (folder / "search_quality-s0.7-b64-n1-x.json").write_text(json.dumps({
+        "mode": "budget", "started": "2026-11-30T01:00:00", "args": {"sparsity": 0.7, "budget": 64},
+        "runs": [{"strategy": s, "seed": 0, "one_minus_fidelity": v} for s, v in sq.items()],
+    }))
+    return folder
+
+
+def test_exact_figures_must_agree_and_timing_within_the_band(tmp_path: Path) -> None:
+    old = write(tmp_path / "old", 1.02, 0.6166, {"uniform": 0.414, "evolutionary": 0.356})
+    new = write(tmp_path / "new", 1.10, 0.6166, {"uniform": 0.414, "evolutionary": 0.351})
+    rows = {r["figure"]: r for r in reproduce.compare(reproduce.figures(old), reproduce.figures(new))}
+    assert rows["eval_cost: evaluation / forward"]["within"]  # +7.8%: timing noise
+    assert rows["naive_optuna: naive 1 - fidelity"]["within"]
+    assert rows["search_quality: s0.7 b64 uniform seed 0"]["within"]
+    assert not rows["search_quality: s0.7 b64 evolutionary seed 0"]["within"]  # a quality change
+    assert "OUTSIDE" in reproduce.render(list(rows.values()))
+
+
+def test_timing_outside_the_band_is_reported(tmp_path: Path) -> None:
+    old = write(tmp_path / "old", 1.0, 0.6, {})
+    new = write(tmp_path / "new", 1.3, 0.6, {})
+    rows = reproduce.compare(reproduce.figures(old), reproduce.figures(new))
+    slow = next(r for r in rows if r["figure"] == "eval_cost: evaluation / forward")
+    assert not slow["within"] and slow["delta"] == "+30.0%"
+    assert reproduce.render(rows).endswith(f"compared={len(rows)} within={len(rows) - 1} outside=1")
