@@ -36,7 +36,7 @@ reliability-figures: $(STAMP)
 	PRUNETUNE_RECORD=1 $(BIN)/python -m pytest -q tests/reliability tests/security tests/workers/test_ray_faults.py
 	$(BIN)/python tests/reliability/figures.py
 
-# The CPU benchmark set (about 30 min on 2 cores), then the README's Results section.
+# The CPU benchmark set (30 to 40 min on 2 cores; 38 min measured), then the README's Results section.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --set cpu
 

@@ -446,7 +446,11 @@ def reproduction_section() -> list[str]:
     assert d is not None
     outside = [r for r in rows if not r["within"]]
     exact = [r for r in rows if r["kind"] == "exact"]
-    lines += [f"The last `make bench` ({day(d)}, {where(d)}, {d['wall_seconds'] / 60:.0f} min) against the "
+    ran = sum(float(r["wall_seconds"]) for r in d["steps"])
+    waited = sum(float(r.get("lock_wait_seconds", 0.0)) for r in d["steps"])
+    lines += [f"The last `make bench` ({day(d)}, {where(d)}; its steps ran {ran / 60:.0f} min"
+              + (f", plus {waited / 60:.0f} min waiting for the shared benchmark lock" if waited >= 60 else "")
+              + ") against the "
               f"figures recorded before it (`benchmarks/reproduce.py`: quality figures must agree to 1e-4, "
               f"timing figures within ±15%): {len(rows) - len(outside)} of {len(rows)} within, "
               f"{sum(1 for r in exact if r['within'])} of {len(exact)} quality figures exact.", ""]
@@ -471,7 +475,7 @@ def section() -> tuple[str, int]:
             "The table of record: every figure below is read from the JSON files in "
             "`benchmarks/results/` (each with its provenance: config or spec hash, model fingerprint, "
             "data-split hashes, seeds, package versions, date and machine). `make bench` reruns the CPU "
-            "set (about 30 minutes on 2 cores), regenerates this section and checks each figure it rewrote "
+            "set (30 to 40 minutes on 2 cores), regenerates this section and checks each figure it rewrote "
             "against the recorded one (the last subsection); `make bench-full` adds the "
             "3-seed, 256-evaluation, Pareto and multi-fidelity runs.", "",
             f"Runs from {min(dates)[:10] if dates else '?'} to {max(dates) if dates else '?'} on "

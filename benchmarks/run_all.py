@@ -1,6 +1,6 @@
 """Run the benchmark set, then regenerate the README's Results section from the JSON.
 
-``make bench`` runs the CPU set (``--set cpu``), sized for about 30 minutes on a 2-core
+``make bench`` runs the CPU set (``--set cpu``), sized for 30 to 40 minutes on a 2-core
 machine: the naive peer side by side with prunetune, evaluation cost, recovery,
 structured export, store, scale, and search quality at 0.7 with 64 evaluations over 3
 seeds. ``make bench-full`` (``--set full``) adds what does not fit: multi-fidelity
