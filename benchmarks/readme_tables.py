@@ -28,8 +28,11 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 STRATEGIES = ("uniform", "owl", "random", "evolutionary", "bayesian", "policy-gradient")
 BASELINES = ("uniform", "owl")
 GOALS = {(0.7, 256): 0.20}  # (sparsity, evaluations) -> how far below uniform the best search must be
+# How far a rerun's figures may move and still reproduce (benchmarks/reproduce.py judges by these).
+TIMING_NOISE = 0.15  # relative, between repeated timing runs on the shared 2-core machine
+QUALITY_TOLERANCE = 1e-4  # absolute: quality figures are deterministic given code, data and seeds
 NOISE = ("Timing figures are medians on a shared 2-core machine; repeated runs differ by about "
-         "±15%, so timing ratios within that band are a tie. Quality figures are deterministic "
+         f"±{TIMING_NOISE:.0%}, so timing ratios within that band are a tie. Quality figures are deterministic "
          "given the seeds (same code, data hashes and seeds give the same numbers).")
 
 
@@ -64,9 +67,10 @@ def stamp(d: dict[str, Any], script: str) -> str:
 # -- search quality ------------------------------------------------------------------
 
 
-def search_runs() -> list[dict[str, Any]]:
+def search_runs(results: Path = RESULTS) -> list[dict[str, Any]]:
+    """Every readable search_quality result in ``results``, oldest first."""
     out = []
-    for path in sorted(RESULTS.glob("search_quality-*.json")):
+    for path in sorted(results.glob("search_quality-*.json")):
         try:
             d = json.loads(path.read_text())
         except json.JSONDecodeError:
@@ -451,8 +455,8 @@ def reproduction_section() -> list[str]:
     lines += [f"The last `make bench` ({day(d)}, {where(d)}; its steps ran {ran / 60:.0f} min"
               + (f", plus {waited / 60:.0f} min waiting for the shared benchmark lock" if waited >= 60 else "")
               + ") against the "
-              f"figures recorded before it (`benchmarks/reproduce.py`: quality figures must agree to 1e-4, "
-              f"timing figures within ±15%): {len(rows) - len(outside)} of {len(rows)} within, "
+              f"figures recorded before it (`benchmarks/reproduce.py`: quality figures must agree to "
+              f"{QUALITY_TOLERANCE:g}, timing figures within ±{TIMING_NOISE:.0%}): {len(rows) - len(outside)} of {len(rows)} within, "
               f"{sum(1 for r in exact if r['within'])} of {len(exact)} quality figures exact.", ""]
     if outside:
         lines += ["| figure | recorded | this run | change |", "|---|---|---|---|"]

@@ -27,7 +27,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import readme_tables
+
 EXACT, TIMING = "exact", "timing"
+EXACT_TOLERANCE = readme_tables.QUALITY_TOLERANCE
+TIMING_TOLERANCE = readme_tables.TIMING_NOISE  # the README's stated noise between repeated runs
 # file -> [(figure name, path into the JSON, kind)]; a path element "side=naive" picks the
 # list entry whose "side" is "naive".
 FIGURES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
@@ -88,14 +93,8 @@ def figures(results: Path) -> dict[str, tuple[float, str, str]]:
             value = _dig(d, where)
             if value is not None:
                 out[f"{name.removesuffix('.json')}: {label}"] = (value, kind, name)
-    runs = []
-    for path in results.glob("search_quality-*.json"):
-        try:
-            runs.append((json.loads(path.read_text()), path.name))
-        except json.JSONDecodeError:
-            continue
-    for d, name in sorted(runs, key=lambda x: x[0].get("started", "")):  # later files win
-        a = d["args"]
+    for d in readme_tables.search_runs(results):  # oldest first, so later files win
+        name, a = d["_file"], d["args"]
         level = "pareto" if d["mode"] == "pareto" else f"s{a['sparsity']}"
         metric = "hypervolume" if d["mode"] == "pareto" else "one_minus_fidelity"
         for r in d["runs"]:
@@ -106,7 +105,8 @@ def figures(results: Path) -> dict[str, tuple[float, str, str]]:
 
 
 def compare(reference: dict[str, tuple[float, str, str]], candidate: dict[str, tuple[float, str, str]],
-            *, exact_tolerance: float = 1e-4, timing_tolerance: float = 0.15) -> list[dict[str, Any]]:
+            *, exact_tolerance: float = EXACT_TOLERANCE,
+            timing_tolerance: float = TIMING_TOLERANCE) -> list[dict[str, Any]]:
     rows = []
     for key in sorted(reference.keys() & candidate.keys()):
         (ref, kind, _), (new, _, _) = reference[key], candidate[key]
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reference", type=Path, required=True, help="results folder of the recorded run")
     p.add_argument("--candidate", type=Path, default=Path("benchmarks/results"), help="results folder of the new run")
-    p.add_argument("--exact-tolerance", type=float, default=1e-4)
-    p.add_argument("--timing-tolerance", type=float, default=0.15)
+    p.add_argument("--exact-tolerance", type=float, default=EXACT_TOLERANCE)
+    p.add_argument("--timing-tolerance", type=float, default=TIMING_TOLERANCE)
     args = p.parse_args(argv)
     for field in ("reference", "candidate"):
         if not getattr(args, field).is_dir():

@@ -132,7 +132,8 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
     failed = sum(1 for r in rows if r["rc"] != 0)
     for r in rows:
         print(f"{r['step']:28s} rc={r['rc']} {r['wall_seconds']:7.1f}s  {r['result']}")
-    print("Against the figures recorded before this run (quality exact to 1e-4, timing within 15%):")
+    print(f"Against the figures recorded before this run (quality to {reproduce.EXACT_TOLERANCE:g}, "
+          f"timing within {reproduce.TIMING_TOLERANCE:.0%}):")
     print(reproduce.render(reproduction))
     print(f"RESULT steps={len(rows)} failed={failed} wall_s={wall:.0f}")
     return 1 if failed else 0

@@ -155,7 +155,7 @@ class EvolutionarySearch(Strategy):
     @staticmethod
     def _groupings(space: SearchSpace, partitions: Sequence[str]) -> list[tuple[str, list[list[int]]]]:
         """Index groups per named partition; a partition with fewer than two groups (one
-        block, one kind) cannot move anything, so a switch drawn there works on layers."""
+        block, one kind) cannot move anything, so it stands in as the layer partition."""
         allowed = ("layer", "block", "kind")
         names = [partitions] if isinstance(partitions, str) else list(partitions)
         bad = [x for x in names if x not in allowed]
@@ -168,8 +168,11 @@ class EvolutionarySearch(Strategy):
             "block": [layer.block if layer.block >= 0 else f"layer{i}" for i, layer in enumerate(space.layers)],
             "kind": [layer.kind if layer.kind != "other" else f"layer{i}" for i, layer in enumerate(space.layers)],
         }
-        return [(name, [[i for i, k in enumerate(keys[name]) if k == key] for key in dict.fromkeys(keys[name])])
-                for name in dict.fromkeys(names)]
+        out = []
+        for name in dict.fromkeys(names):
+            groups = [[i for i, k in enumerate(keys[name]) if k == key] for key in dict.fromkeys(keys[name])]
+            out.append((name, groups) if len(groups) >= 2 else ("layer", [[i] for i in range(space.dim)]))
+        return out
 
     # -- budget mode: (1+λ) level switches ---------------------------------------------
 
@@ -184,8 +187,6 @@ class EvolutionarySearch(Strategy):
         done: list[str] = []
         for _ in range(int(rng.integers(1, self.moves + 1))):
             name, groups = self._partitions[int(rng.integers(len(self._partitions)))]
-            if len(groups) < 2:
-                name, groups = "layer", [[i] for i in range(self.space.dim)]
             up, down = (groups[i] for i in rng.choice(len(groups), 2, replace=False))
             n_up, n_down = self._numels[up], self._numels[down]
             scales = self.step_scales  # one scale draws nothing: the fixed-step stream
