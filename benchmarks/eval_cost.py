@@ -7,12 +7,15 @@ round times, side by side:
 - ``evaluation``: ``Evaluator.evaluate`` of a random per-layer allocation (masks by top-k
   over cached Wanda scores, in place; score; size and FLOPs metrics; restore);
 - ``naive``: ``copy.deepcopy`` of the model, ``torch.nn.utils.prune.l1_unstructured`` on
-  every prunable layer at the same allocation, forward over the same batches.
+  every prunable layer at the same allocation, forward over the same batches;
+- ``reconstructed``: ``Evaluator.evaluate`` of the same allocation on a workbench with
+  ``space.reconstruction: sparsegpt`` (each layer's weights assembled from the level
+  database; built once, or read from the cache).
 
 The first round warms up and is dropped; ratios are medians of per-round ratios.
 Writes ``benchmarks/results/eval_cost.json``; the last line printed is::
 
-    RESULT eval_over_forward=<ratio> naive_over_forward=<ratio>
+    RESULT eval_over_forward=<ratio> naive_over_forward=<ratio> recon_over_forward=<ratio>
 
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/eval_cost.py``.
 """
@@ -75,6 +78,8 @@ def main() -> None:
         "space": {"criterion": "wanda", "max": 0.9, "step": 0.05}, "seed": 0,
     })
     bench = build_workbench(spec)
+    recon_spec = SearchSpec.from_dict({**spec.to_dict(), "space": {**spec.to_dict()["space"], "reconstruction": "sparsegpt"}})
+    recon = build_workbench(recon_spec)
     rng = np.random.default_rng(0)
     rows = []
     for r in range(args.rounds + 1):
@@ -84,19 +89,22 @@ def main() -> None:
             "forward": lambda: dense_forward(bench),
             "evaluation": lambda s=s, m=metrics: m.update(bench.evaluator.evaluate(s)),
             "naive": lambda s=s: naive(bench, s),
+            "reconstructed": lambda s=s, m=metrics: m.update(recon_fidelity=recon.evaluator.evaluate(s)["fidelity"]),
         }
         names = list(runs)
-        names = names[r % 3 :] + names[: r % 3]  # rotate the order: no variant always runs first
+        names = names[r % 4 :] + names[: r % 4]  # rotate the order: no variant always runs first
         t = {name: timed(runs[name]) for name in names}
-        t_fwd, t_eval, t_naive = t["forward"], t["evaluation"], t["naive"]
+        t_fwd, t_eval, t_naive, t_recon = t["forward"], t["evaluation"], t["naive"], t["reconstructed"]
         row = {"round": r, "forward_s": t_fwd, "evaluation_s": t_eval, "naive_s": t_naive,
-               "fidelity": metrics["fidelity"]}
-        print(f"round {r}: forward {t_fwd:.3f}s  evaluation {t_eval:.3f}s  naive {t_naive:.3f}s"
-              + ("  (warm-up, dropped)" if r == 0 else ""), flush=True)
+               "reconstructed_s": t_recon, "fidelity": metrics["fidelity"],
+               "reconstructed_fidelity": metrics["recon_fidelity"]}
+        print(f"round {r}: forward {t_fwd:.3f}s  evaluation {t_eval:.3f}s  naive {t_naive:.3f}s  "
+              f"reconstructed {t_recon:.3f}s" + ("  (warm-up, dropped)" if r == 0 else ""), flush=True)
         rows.append(row)
     timed_rows = rows[1:]
     eval_ratio = statistics.median(x["evaluation_s"] / x["forward_s"] for x in timed_rows)
     naive_ratio = statistics.median(x["naive_s"] / x["forward_s"] for x in timed_rows)
+    recon_ratio = statistics.median(x["reconstructed_s"] / x["forward_s"] for x in timed_rows)
     # Where the overhead goes, measured apart from the pass.
     s = [0.7] * bench.space.dim
     apply_s = statistics.median(timed(lambda: bench.pruner.apply(s)) for _ in range(5))
@@ -108,6 +116,10 @@ def main() -> None:
 
     restore_s = statistics.median(restore_after_apply() for _ in range(5))
     bench.pruner.restore()
+    # Assembling a reconstructed candidate from scratch (every layer moved) and restoring it.
+    recon_apply_s = statistics.median(timed(lambda: (recon.pruner.restore(), recon.pruner.apply(s))) for _ in range(5))
+    recon.pruner.restore()
+    assert recon.levels is not None
     out = {
         "benchmark": "eval_cost",
         "provenance": provenance(vars(args), bench=bench, seeds=[0]),
@@ -121,6 +133,9 @@ def main() -> None:
         "median_naive_s": statistics.median(x["naive_s"] for x in timed_rows),
         "eval_over_forward": eval_ratio, "naive_over_forward": naive_ratio,
         "apply_s": apply_s, "restore_s": restore_s, "size_metrics_s": size_s,
+        "median_reconstructed_s": statistics.median(x["reconstructed_s"] for x in timed_rows),
+        "recon_over_forward": recon_ratio, "recon_apply_restore_s": recon_apply_s,
+        "levels_nbytes": recon.levels.nbytes, "levels_build_s": recon.levels.build_seconds,
     }
     path = ROOT / "benchmarks" / "results" / "eval_cost.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +143,10 @@ def main() -> None:
     print(f"medians over {len(timed_rows)} rounds: forward {out['median_forward_s']:.3f}s, "
           f"evaluation {out['median_evaluation_s']:.3f}s, naive {out['median_naive_s']:.3f}s; "
           f"apply {apply_s * 1e3:.1f} ms, restore {restore_s * 1e3:.1f} ms, size metrics {size_s * 1e3:.1f} ms")
-    print(f"RESULT eval_over_forward={eval_ratio:.3f} naive_over_forward={naive_ratio:.3f}")
+    print(f"reconstructed: evaluation {out['median_reconstructed_s']:.3f}s, full assembly and restore "
+          f"{recon_apply_s * 1e3:.1f} ms, level database {recon.levels.nbytes / 1e6:.1f} MB")
+    print(f"RESULT eval_over_forward={eval_ratio:.3f} naive_over_forward={naive_ratio:.3f} "
+          f"recon_over_forward={recon_ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ trials; its front is re-scored on REPORT and summarised by the hypervolume of
 (fidelity, nonzero parameters as a fraction of the model's) against the fixed reference
 point (fidelity 0, size 1). Ends with ``RESULT hv_<strategy>=<x> ...``.
 
+``--reconstruction sparsegpt`` searches over a level database of SparseGPT-reconstructed
+layers instead of Wanda masks (uniform and OWL then are reconstructed too).
+
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/search_quality.py
 --sparsity 0.7 --budget 64 --seeds 1``.
 """
@@ -50,7 +53,8 @@ def make_spec(args: argparse.Namespace, strategy: str, seed: int, trials: int, o
         "model": {"source": "minilm"},
         "task": {"kind": "embedding", "data": "pydoc", "calibration": args.calibration,
                  "search": args.search, "report": args.report},
-        "space": {"criterion": "wanda", "min": 0.0, "max": args.max, "step": 0.05},
+        "space": {"criterion": "wanda", "min": 0.0, "max": args.max, "step": 0.05,
+                  "reconstruction": args.reconstruction},
         "budget": {"trials": trials},
         "strategy": {"name": strategy, "options": options},
         "resources": {"workers": 0, "threads": args.threads},
@@ -115,6 +119,14 @@ def run_one(args: argparse.Namespace, bench: Any, strategy: str, seed: int, db: 
     return row
 
 
+def level_figures(bench: Any) -> dict[str, float] | None:
+    """Build time (0 when read from the cache: see ``levels_seconds``) and size of the level database."""
+    if bench.levels is None:
+        return None
+    return {"build_seconds": bench.levels.build_seconds, "nbytes": bench.levels.nbytes,
+            "levels_seconds": bench.timings.get("levels", 0.0)}
+
+
 def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for s in dict.fromkeys(r["strategy"] for r in rows):
@@ -135,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="evolutionary multi-fidelity screening fraction (0: off)")
     p.add_argument("--options", type=json.loads, default={},
                    help='extra strategy options as JSON, e.g. \'{"evolutionary": {"partitions": ["layer", "kind"]}}\'')
+    p.add_argument("--reconstruction", default="none", choices=("none", "sparsegpt"),
+                   help="candidates from a level database of reconstructed weights (space.reconstruction)")
     p.add_argument("--calibration", type=int, default=256)
     p.add_argument("--search", type=int, default=128, help="search-split chunks")
     p.add_argument("--report", type=int, default=512)
@@ -175,11 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         commit = ""
     mode = "pareto" if args.pareto else f"s{args.sparsity}"
+    if args.reconstruction != "none":
+        mode += f"-{args.reconstruction}"
     result = {
         "benchmark": "search_quality", "mode": "pareto" if args.pareto else "budget",
         "args": vars(args), "started": started.isoformat(), "git_commit": commit,
         "machine": f"{platform.machine()} {platform.system()} {platform.processor()}",
         "provenance": provenance(bench.spec, bench), "dense": bench.task.dense_reference(),
+        "reconstruction": args.reconstruction, "levels": level_figures(bench),
         "hv_reference": HV_REFERENCE if args.pareto else None,
         "summary": summary, "retrieval": summarise(rows, "retrieval_at_1") if not args.pareto else None,
         "runs": rows,

@@ -20,6 +20,8 @@ from prunetune.pruning.export import STATE_ATTR, PruneState, export, load_pruned
 from prunetune.pruning.granularity import Granularity, check_pair, parse_granularity
 from prunetune.pruning.importance import get_criterion
 from prunetune.pruning.masks import Groups, Pruner
+from prunetune.pruning.oneshot import prune_in_place
+from prunetune.pruning.reconstruction import SparseGPTConfig
 from prunetune.pruning.scoring import score_layers, score_units
 from prunetune.pruning.structured import StructuredPruner
 from prunetune.pruning.structures import StructureUnit, find_units
@@ -159,6 +161,10 @@ def prune(
     steps: int = 3,
     recover: Callable[[nn.Module, int], None] | None = None,
     criterion_options: Mapping[str, Any] | None = None,
+    reconstruction: str | None = None,
+    sequential: bool = False,
+    damping: float = 0.01,
+    block_size: int = 128,
 ) -> PruneReport:
     """Prune ``model`` in place and report what was removed.
 
@@ -176,6 +182,13 @@ def prune(
         mode: per-layer, global, threshold or progressive (``steps`` steps, calling
             ``recover(model, step)`` after each; pruned weights stay zero).
         groups: unstructured comparison group: ``row`` or ``layer``.
+        reconstruction: ``"sparsegpt"``: each layer's remaining weights are re-fitted to
+            its calibration inputs (OBS; ``damping`` as a fraction of the mean Hessian
+            diagonal, ``block_size`` columns per mask choice), and OBS saliency, not
+            ``criterion``, picks what goes. Unstructured and N:M, per-layer mode.
+        sequential: calibrate block by block, each block on the outputs of the blocks
+            before it already pruned (one calibration pass per block); with or without
+            reconstruction. Per-layer mode.
 
     Raises:
         ValueError: naming the argument and value: a sparsity outside [0, 1), an M that
@@ -192,6 +205,9 @@ def prune(
         raise ValueError(f"steps must be >= 1 for mode 'progressive'; got {steps}")
     cal = _as_calibration(calibration, loss)
     options = dict(criterion_options or {})
+    if reconstruction is not None or sequential:
+        return _prune_oneshot(model, allocation, gran, criterion, cal, mode, groups, include, exclude, options,
+                              reconstruction, sequential, damping, block_size)
     total_steps = steps if mode == "progressive" else 1
     before: dict[str, int] | None = None
     for step in range(1, total_steps + 1):
@@ -213,6 +229,47 @@ def prune(
             recover(model, step)
             _reapply(model)
     report: PruneReport = getattr(model, STATE_ATTR).summary
+    return report
+
+
+def _prune_oneshot(
+    model: nn.Module, allocation: Allocation, gran: Granularity, criterion: str, cal: Calibration | None,
+    mode: str, groups: Groups, include: Sequence[str], exclude: Sequence[str], options: dict[str, Any],
+    reconstruction: str | None, sequential: bool, damping: float, block_size: int,
+) -> PruneReport:
+    what = f"reconstruction={reconstruction!r}" if reconstruction is not None else "sequential=True"
+    if reconstruction not in (None, "sparsegpt"):
+        raise ValueError(f"reconstruction {reconstruction!r} is unknown; allowed: 'sparsegpt' or None")
+    if gran.structured:
+        raise ValueError(f"{what} prunes single weights; granularity {gran.name!r} removes structures: "
+                         "use unstructured or N:M")
+    if mode != "per-layer":
+        raise ValueError(f"{what} takes mode 'per-layer'; got {mode!r}")
+    if cal is None:
+        raise ValueError(f"{what} needs calibration=[batch, ...]: the layers' inputs decide what is kept")
+    layers = discover_layers(model, include, exclude)
+    names = [layer.name for layer in layers]
+    before = _nonzeros(model, layers, [])
+    requested, _ = _allocate("per-layer", allocation, 1.0, {}, layers, names, gran)
+    counts = Pruner.counts_of(requested, layers, gran.pattern)
+    prune_in_place(
+        model, layers, counts, cal, groups=groups, pattern=gran.pattern, sequential=sequential,
+        criterion=None if reconstruction else get_criterion(criterion, **options),
+        reconstruction=SparseGPTConfig(damping, block_size, groups) if reconstruction else None,
+    )
+    modules = dict(model.named_modules())
+    views = {layer.name: weight_matrix(modules[layer.name], layer) for layer in layers}
+    after = {n: int(torch.count_nonzero(w)) for n, w in views.items()}
+    rows = tuple(
+        LayerReport(layer.name, layer.kind, float(r), 1 - after[layer.name] / layer.numel, before[layer.name],
+                    after[layer.name])
+        for layer, r in zip(layers, requested, strict=True)
+    )
+    label = reconstruction or criterion
+    report = PruneReport(gran.name, label, mode + (", sequential" if sequential else ""), rows)
+    masks = {n: (w != 0).cpu() for n, w in views.items()}
+    state = PruneState(gran.name, [], {}, report.rows(), summary=report, masks=masks)
+    object.__setattr__(model, STATE_ATTR, state)
     return report
 
 

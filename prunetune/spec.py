@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from prunetune.errors import SpecError
 
@@ -102,6 +110,22 @@ class TaskSpec(_Strict):
         return self
 
 
+class ReconstructionSpec(_Strict):
+    """Candidates assembled from layer-wise reconstructed weights instead of masks.
+
+    ``sparsegpt``: every layer is pruned at every grid level with the OBS update of
+    SparseGPT, from the dense model's calibration inputs (``damping``: fraction of the
+    mean Hessian diagonal added to it; ``block_size``: columns whose masks are chosen
+    together); the levels are built once and cached beside the scores
+    (``prunetune.pruning.levels``). Which weights go is then decided by OBS saliency,
+    not by ``space.criterion`` (that still feeds OWL and the strategies' features).
+    """
+
+    method: Literal["sparsegpt"] = "sparsegpt"
+    damping: float = Field(0.01, gt=0.0, le=10.0)
+    block_size: int = Field(128, ge=1, le=65536)
+
+
 class SpaceSpec(_Strict):
     """Which layers may be pruned and how a sparsity becomes a mask.
 
@@ -123,6 +147,28 @@ class SpaceSpec(_Strict):
     step: float = Field(0.05, gt=0.0, lt=1.0)
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    # "sparsegpt" (shorthand), a mapping (see ReconstructionSpec), or "none" / unset: masks.
+    reconstruction: ReconstructionSpec | None = None
+
+    @field_validator("reconstruction", mode="before")
+    @classmethod
+    def _reconstruction_shorthand(cls, v: Any) -> Any:
+        if v is None or v == "none":
+            return None
+        if isinstance(v, str):
+            return {"method": v}
+        return v
+
+    @field_validator("reconstruction")
+    @classmethod
+    def _reconstruction_granularity(cls, v: ReconstructionSpec | None, info: ValidationInfo) -> ReconstructionSpec | None:
+        granularity = info.data.get("granularity", "unstructured")
+        if v is not None and granularity not in ("unstructured", "2:4", "4:8"):
+            raise ValueError(
+                f"{v.method!r} re-fits the weights a layer keeps; granularity {granularity!r} removes whole "
+                "structures: use unstructured, 2:4 or 4:8, or reconstruction: none"
+            )
+        return v
 
     @field_validator("criterion")
     @classmethod

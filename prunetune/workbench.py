@@ -19,13 +19,21 @@ from prunetune.evaluators.evaluator import Evaluator
 from prunetune.evaluators.sources import LoadedModel, load_model
 from prunetune.evaluators.tasks import Task, build_task
 from prunetune.pruning.cache import ScoreCache, cache_key
-from prunetune.pruning.calibration import Calibration
+from prunetune.pruning.calibration import Calibration, collect_input_stats
 from prunetune.pruning.granularity import build_pruner, parse_granularity, search_entries
+from prunetune.pruning.levels import (
+    LevelCache,
+    LevelDatabase,
+    LevelPruner,
+    build_levels,
+    grid_counts,
+)
 from prunetune.pruning.masks import Pruner
+from prunetune.pruning.reconstruction import SparseGPTConfig
 from prunetune.pruning.scoring import score_layers, score_units
 from prunetune.pruning.structured import resolve_units
 from prunetune.pruning.structures import STRUCTURE_KINDS, StructureUnit
-from prunetune.spaces.layers import PrunableLayer, discover_layers
+from prunetune.spaces.layers import PrunableLayer, discover_layers, weight_matrix
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
 
@@ -46,6 +54,7 @@ class Workbench:
     units: list[StructureUnit] = field(default_factory=list)  # structured granularities
     score_key: str = ""  # the score cache entry build_workbench filled
     score_cache: ScoreCache | None = None
+    levels: LevelDatabase | None = None  # space.reconstruction: the level database
 
     def scores(self) -> dict[str, torch.Tensor]:
         """The job's importance scores, read back from the cache ``build_workbench``
@@ -86,11 +95,16 @@ def assemble(
     units: Sequence[StructureUnit],
     space: SearchSpace,
     scores: Mapping[str, torch.Tensor],
+    levels: LevelDatabase | None = None,
 ) -> tuple[Pruner, Evaluator]:
     """The pruner and evaluator of a job, for the controller's workbench and for every
-    worker alike (so a worker prunes with the job's granularity, N:M pattern and groups)."""
+    worker alike (so a worker prunes with the job's granularity, N:M pattern and groups,
+    and assembles reconstructed levels when the job has a level database)."""
     granularity = parse_granularity(spec.space.granularity)
-    pruner = build_pruner(model, granularity, layers, units, scores, groups=spec.space.groups)
+    if levels is not None:
+        pruner: Pruner = LevelPruner(model, layers, levels, pattern=granularity.pattern)
+    else:
+        pruner = build_pruner(model, granularity, layers, units, scores, groups=spec.space.groups)
     # Size metrics and recovery read real weight matrices; structured entries are units,
     # so those see the layers underneath (zeroed rows and columns count as pruned there).
     weights = replace(space, layers=tuple(discover_layers(model, spec.space.include,
@@ -144,9 +158,48 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
         log.info("scored %d layers with %s", len(layers), spec.space.criterion)
     timings["scores"] = time.perf_counter() - t
 
+    levels = None
+    if spec.space.reconstruction is not None:
+        t = time.perf_counter()
+        levels = level_database(spec, loaded.model, task, layers, space, fingerprint, LevelCache(cache.directory))
+        timings["levels"] = time.perf_counter() - t
+
     t = time.perf_counter()
     task.prepare(loaded.model)
     timings["dense_reference"] = time.perf_counter() - t
-    pruner, evaluator = assemble(spec, loaded.model, task, layers, units, space, scores)
+    pruner, evaluator = assemble(spec, loaded.model, task, layers, units, space, scores, levels)
     return Workbench(spec, loaded, task, layers, space, pruner, evaluator, fingerprint, timings, units,
-                     score_key=key, score_cache=cache)
+                     score_key=key, score_cache=cache, levels=levels)
+
+
+def level_database(
+    spec: SearchSpec, model: nn.Module, task: Task, layers: Sequence[PrunableLayer], space: SearchSpace,
+    fingerprint: str, cache: LevelCache,
+) -> LevelDatabase:
+    """The job's level database (``space.reconstruction``): read from ``cache`` when the same
+    model, calibration data, method and grid were built before, else built from one
+    calibration pass (input Hessians) and stored there."""
+    recon = spec.space.reconstruction
+    if recon is None:
+        raise ValueError("space.reconstruction is not set: this job has no level database")
+    granularity = parse_granularity(spec.space.granularity)
+    config = SparseGPTConfig(damping=recon.damping, block_size=recon.block_size, groups=spec.space.groups)
+    counts, caps = grid_counts(layers, space.grid.tolist(), space.hi)
+    key = cache_key(
+        model=fingerprint, calibration=task.data_hashes()["calibration"], method=recon.method,
+        damping=recon.damping, block_size=recon.block_size, groups=spec.space.groups,
+        pattern=granularity.pattern, layers=[layer.name for layer in layers],
+        counts=[counts[layer.name] for layer in layers], caps=[caps[layer.name] for layer in layers],
+    )
+    db = cache.get(key)
+    if db is not None:
+        return db
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    stats = collect_input_stats(model, layers, task.calibration_batches(), task.forward, task.token_mask,
+                                gram=True)
+    modules = dict(model.named_modules())
+    weights = {layer.name: weight_matrix(modules[layer.name], layer).detach() for layer in layers}
+    db = build_levels(weights, stats, counts, caps, config, pattern=granularity.pattern, device=device)
+    cache.put(key, db)
+    log.info("built the level database in %.1f s (%.1f MB)", db.build_seconds, db.nbytes / 1e6)
+    return db

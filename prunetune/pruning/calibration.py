@@ -22,10 +22,14 @@ class InputStats:
     """Per-input-feature statistics of one layer's input over calibration tokens.
 
     ``sq_sum[j]`` is the sum over tokens of ``x_j ** 2``; ``tokens`` the number of tokens.
+    ``gram`` (only when asked for) is the sum over tokens of ``x xᵀ``, ``(in, in)``: the
+    layer-wise Hessian of the squared reconstruction error, up to a factor 2, whose
+    diagonal is ``sq_sum``.
     """
 
     sq_sum: torch.Tensor
     tokens: int = 0
+    gram: torch.Tensor | None = None
 
     @property
     def norm(self) -> torch.Tensor:
@@ -37,31 +41,51 @@ class InputNormAccumulator:
     """Context manager that records the squared input norms of each layer.
 
     Padding tokens are excluded when the caller sets ``token_mask`` (a bool tensor shaped
-    like the batch's leading dimensions) before each forward.
+    like the batch's leading dimensions) before each forward. With ``gram=True`` each
+    layer's ``x xᵀ`` sum is kept too (for reconstruction), accumulated on ``device``.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[PrunableLayer]) -> None:
+    def __init__(
+        self, model: nn.Module, layers: Sequence[PrunableLayer], gram: bool = False,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self._modules = dict(model.named_modules())
         self.layers = list(layers)
         self.stats = {
-            layer.name: InputStats(torch.zeros(layer.cols, dtype=torch.float64))
+            layer.name: InputStats(
+                torch.zeros(layer.cols, dtype=torch.float64),
+                gram=torch.zeros(layer.cols, layer.cols, dtype=torch.float64, device=device) if gram else None,
+            )
             for layer in self.layers
         }
         self.token_mask: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        # q, k and v read one tensor: its x xᵀ is computed once (held, so `is` is safe).
+        self._last_gram: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _gram_of(self, raw: torch.Tensor, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+        if self._last_gram is not None and self._last_gram[0] is raw:
+            return self._last_gram[1]
+        x = x.to(device, torch.float32)
+        gram = (x.t() @ x).double()
+        self._last_gram = (raw, gram)
+        return gram
 
     def _hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-            x = args[0].detach()
+            raw = x = args[0].detach()
             if isinstance(module, nn.Conv2d):  # patches, in the order of the weight's view
                 cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # type: ignore[arg-type]
                 x = cols.transpose(1, 2)
             elif self.token_mask is not None and x.shape[:-1] == self.token_mask.shape:
                 x = x[self.token_mask]
-            x = x.reshape(-1, x.shape[-1]).to(torch.float64)
+            x = x.reshape(-1, x.shape[-1])
             stats = self.stats[name]
-            stats.sq_sum += (x * x).sum(dim=0).cpu()
+            x64 = x.to(torch.float64)
+            stats.sq_sum += (x64 * x64).sum(dim=0).cpu()
             stats.tokens += x.shape[0]
+            if stats.gram is not None:
+                stats.gram += self._gram_of(raw if not isinstance(module, nn.Conv2d) else x, x, stats.gram.device)
 
         return hook
 
@@ -75,6 +99,7 @@ class InputNormAccumulator:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._last_gram = None
 
 
 def collect_input_stats(
@@ -83,9 +108,11 @@ def collect_input_stats(
     batches: Iterable[Any],
     forward: Callable[[nn.Module, Any], Any],
     token_mask: Callable[[Any], torch.Tensor | None] = lambda batch: None,
+    gram: bool = False,
 ) -> dict[str, InputStats]:
-    """Run ``forward(model, batch)`` over ``batches`` and return each layer's input stats."""
-    with InputNormAccumulator(model, layers) as acc, torch.inference_mode():
+    """Run ``forward(model, batch)`` over ``batches`` and return each layer's input stats
+    (with ``gram=True``, each layer's ``x xᵀ`` sum as well)."""
+    with InputNormAccumulator(model, layers, gram=gram) as acc, torch.inference_mode():
         for batch in batches:
             acc.token_mask = token_mask(batch)
             forward(model, batch)

@@ -159,11 +159,17 @@ class Pruner:
 
     def counts(self, sparsities: Sequence[float]) -> list[int]:
         """Weights each layer loses under ``sparsities`` (N:M: all or nothing per layer)."""
-        counts = counts_for(sparsities, self.layers)
-        if self.pattern is None:
+        return self.counts_of(sparsities, self.layers, self.pattern)
+
+    @staticmethod
+    def counts_of(
+        sparsities: Sequence[float], layers: Sequence[PrunableLayer], pattern: tuple[int, int] | None
+    ) -> list[int]:
+        counts = counts_for(sparsities, layers)
+        if pattern is None:
             return counts
-        n, m = self.pattern
-        return [layer.numel // m * (m - n) if k else 0 for k, layer in zip(counts, self.layers, strict=True)]
+        n, m = pattern
+        return [layer.numel // m * (m - n) if k else 0 for k, layer in zip(counts, layers, strict=True)]
 
     def achieved(self, sparsities: Sequence[float]) -> list[float]:
         """The sparsity each layer really gets (differs from the request under N:M)."""
@@ -183,6 +189,11 @@ class Pruner:
         """Put the dense weights back (bit-identical)."""
         for i in self._dirty:
             self._weights[i].copy_(self._dense[i])
+        self._dirty.clear()
+
+    def commit(self) -> None:
+        """Make what ``apply`` did permanent: ``restore`` no longer puts it back (what
+        ``torch.nn.utils.prune.remove`` does to a pruned parameter)."""
         self._dirty.clear()
 
     @contextmanager

@@ -32,6 +32,7 @@ from torch import nn
 
 from prunetune.errors import PrunetuneError
 from prunetune.evaluators.tasks import Split, Task
+from prunetune.pruning.levels import LevelDatabase
 from prunetune.pruning.structures import StructureUnit
 from prunetune.spaces.layers import PrunableLayer
 from prunetune.spaces.space import SearchSpace
@@ -60,6 +61,7 @@ class WorkerPayload:
     space: SearchSpace
     scores: Mapping[str, torch.Tensor]
     units: tuple[StructureUnit, ...] = ()
+    levels: LevelDatabase | None = None  # reconstruction: held once per actor
 
 
 def payload_of(bench: Workbench) -> WorkerPayload:
@@ -71,6 +73,7 @@ def payload_of(bench: Workbench) -> WorkerPayload:
         space=bench.space,
         scores=bench.scores(),
         units=tuple(bench.units),
+        levels=bench.levels,
     )
 
 
@@ -126,7 +129,7 @@ class EvalWorker:
         # Exactly as build_workbench assembles it. Score orders stay on the CPU, where
         # the pruner builds its top-k indices.
         _, self.evaluator = assemble(payload.spec, model, payload.task, payload.layers, payload.units,
-                                     payload.space, payload.scores)
+                                     payload.space, payload.scores, payload.levels)
         self.build_seconds = time.perf_counter() - start
         self.threads = threads
 

@@ -1,0 +1,204 @@
+"""Reconstruction on a causal LM: perplexity of a small Llama at 0.5 and 0.7 sparsity.
+
+A Llama with grouped-query attention and SwiGLU (byte vocabulary, built from config) is
+trained for ``--steps`` steps on pydoc text that none of the task's splits contain (the
+tail of the task's own shuffled stream), saved as a local Hugging Face directory, and
+pruned at each sparsity by:
+
+- ``wanda``: uniform Wanda masks (per-row groups, statistics from the dense model);
+- ``wanda_sequential``: uniform Wanda, calibrated block by block on the outputs of the
+  already-pruned blocks (``prunetune.prune(..., sequential=True)``);
+- ``sparsegpt``: uniform, assembled from the level database (each layer reconstructed
+  from the dense model's inputs, as the search sees it);
+- ``sparsegpt_sequential``: uniform one-shot SparseGPT calibrated block by block;
+- ``searched``: the evolutionary search over the level database in budget mode
+  (``--budget`` evaluations of the search split);
+- ``llmcompressor_sparsegpt``, ``llmcompressor_wanda``, ``llmcompressor_wanda_owl``: the
+  peer's one-shot modifiers on the same model and calibration windows, run in their own
+  environment (``benchmarks/peers/llmcompressor/setup.sh``; skipped when it is absent).
+
+Every model is scored by prunetune's causal-LM task on the REPORT split (perplexity).
+Writes ``benchmarks/results/causal_lm.json``; the last line printed is::
+
+    RESULT dense=<ppl> wanda_0.7=<ppl> sparsegpt_0.7=<ppl> searched_0.7=<ppl> ... (every method and sparsity)
+
+Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/causal_lm.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import ROOT, provenance
+
+from prunetune.api import prune
+from prunetune.evaluators.data import SPLIT_SEED, text_chunks
+from prunetune.pruning.calibration import Calibration
+from prunetune.runner import run_job
+from prunetune.spec import SearchSpec
+from prunetune.workbench import Workbench, build_workbench
+
+PEER = ROOT / "benchmarks" / "peers" / "llmcompressor"
+PEER_METHODS = ("sparsegpt", "wanda", "wanda-owl")
+
+
+def train_llama(out: Path, steps: int, used_bytes: int, seed: int = 0) -> Path:
+    """A small Llama trained on the part of the task's text stream its splits do not use."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    chunks = text_chunks("pydoc", "causal-lm")
+    random.Random(SPLIT_SEED).shuffle(chunks)  # the task's order: its splits are the stream's start
+    stream = list("".join(c + "\n\n" for c in chunks).encode())
+    data = torch.tensor(stream[used_bytes + 1024 :], dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
+    model.train()
+    for step in range(steps):
+        starts = torch.randint(0, len(data) - 129, (16,), generator=gen)
+        x = torch.stack([data[s : s + 129] for s in starts])
+        loss = model(input_ids=x[:, :-1], labels=x[:, :-1]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 200 == 0 or step == steps - 1:
+            print(f"  train step {step}: loss {float(loss):.3f}", flush=True)
+    model.eval()
+    model.save_pretrained(out)
+    return out
+
+
+def make_spec(model_dir: Path, args: argparse.Namespace, reconstruction: str | None,
+              target: float | None = None) -> SearchSpec:
+    data: dict[str, Any] = {
+        "name": "bench-causal-lm", "model": {"path": str(model_dir)},
+        "task": {"kind": "causal-lm", "data": "pydoc", "calibration": args.calibration, "search": args.search,
+                 "report": args.report, "max_length": 128, "batch_size": 16},
+        "space": {"criterion": "wanda", "max": 0.9, "step": 0.05, "reconstruction": reconstruction},
+        "budget": {"trials": args.budget}, "strategy": {"name": "evolutionary"},
+        "resources": {"workers": 0, "threads": args.threads}, "seed": 0,
+    }
+    if target is not None:
+        data["target"] = {"sparsity": target}
+    return SearchSpec.from_dict(data)
+
+
+def report_ppl(bench: Workbench, model: torch.nn.Module | None = None) -> float:
+    return bench.task.score(model if model is not None else bench.loaded.model, "report")["perplexity"]
+
+
+def one_shot(bench: Workbench, sparsity: float, **kwargs: Any) -> tuple[float, float]:
+    """Report perplexity and seconds of ``prunetune.prune`` on a fresh copy of the model."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(bench.spec.model.path).eval()
+    cal = Calibration(list(bench.task.calibration_batches()), forward=bench.task.forward)
+    start = time.perf_counter()
+    prune(model, sparsity, calibration=cal, **kwargs)
+    return report_ppl(bench, model), time.perf_counter() - start
+
+
+def peer(bench: Workbench, method: str, sparsity: float, tmp: Path) -> dict[str, Any] | None:
+    python = PEER / ".venv" / "bin" / "python"
+    if not python.exists():
+        return None
+    from transformers import AutoModelForCausalLM
+
+    cal = tmp / "calibration.json"
+    if not cal.exists():
+        rows = [row.tolist() for b in bench.task.calibration_batches() for row in b["input_ids"]]
+        cal.write_text(json.dumps({"input_ids": rows}))
+    out = tmp / f"peer-{method}-{sparsity}"
+    proc = subprocess.run([str(python), str(PEER / "oneshot.py"), "--model", str(bench.spec.model.path),
+                           "--calibration", str(cal), "--method", method, "--sparsity", str(sparsity),
+                           "--out", str(out)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        print(f"  peer {method} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+        return {"error": proc.stderr.strip()[-2000:]}
+    meta = json.loads((out / "peer.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    return {"perplexity": report_ppl(bench, model), "seconds": meta.get("seconds"),
+            "achieved": meta.get("sparsity_achieved", meta.get("sparsity")), "peer": meta}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=600, help="training steps of the Llama")
+    ap.add_argument("--sparsities", default="0.5,0.7")
+    ap.add_argument("--budget", type=int, default=64, help="evaluations of the search per sparsity")
+    ap.add_argument("--calibration", type=int, default=64, help="calibration windows of 128 tokens")
+    ap.add_argument("--search", type=int, default=32)
+    ap.add_argument("--report", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sparsities = [float(s) for s in args.sparsities.split(",")]
+    used = 128 * (args.calibration + args.search + args.report)
+    results: dict[str, Any] = {"methods": {}}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        start = time.perf_counter()
+        model_dir = train_llama(tmp / "llama", args.steps, used)
+        results["train_seconds"] = time.perf_counter() - start
+        masks = build_workbench(make_spec(model_dir, args, None))
+        recon = build_workbench(make_spec(model_dir, args, "sparsegpt"))
+        assert recon.levels is not None
+        results["dense"] = report_ppl(masks)
+        results["levels"] = {"build_seconds": recon.levels.build_seconds, "nbytes": recon.levels.nbytes}
+        print(f"dense perplexity {results['dense']:.2f}; level database {recon.levels.nbytes / 1e6:.1f} MB "
+              f"in {recon.levels.build_seconds:.1f} s", flush=True)
+        for s in sparsities:
+            row: dict[str, Any] = {}
+            uniform = [s] * masks.space.dim
+            row["wanda"] = {"perplexity": masks.evaluator.evaluate(uniform, "report")["perplexity"]}
+            row["sparsegpt"] = {"perplexity": recon.evaluator.evaluate(uniform, "report")["perplexity"]}
+            for name, kwargs in (("wanda_sequential", {"criterion": "wanda", "sequential": True}),
+                                 ("sparsegpt_sequential", {"reconstruction": "sparsegpt", "sequential": True})):
+                ppl, secs = one_shot(masks, s, **kwargs)
+                row[name] = {"perplexity": ppl, "seconds": secs}
+            for name, bench in (("searched", recon), ("searched_masks", masks)):
+                spec = make_spec(model_dir, args, "sparsegpt" if bench is recon else None, target=s)
+                t0 = time.perf_counter()
+                with tempfile.TemporaryDirectory() as db_dir:
+                    out = run_job(spec, db=f"sqlite:///{db_dir}/job.db", bench=bench)
+                best = out.front[0]
+                row[name] = {"perplexity": out.reports[best.number]["perplexity"],
+                             "search_perplexity": -float(best.quality), "trials": len(out.results),
+                             "seconds": time.perf_counter() - t0,
+                             "allocation": dict(zip(bench.space.names, best.candidate.sparsities, strict=True))}
+            for method in PEER_METHODS:
+                got = peer(masks, method, s, tmp)
+                if got is not None:
+                    row["llmcompressor_" + method.replace("-", "_")] = got
+            results["methods"][str(s)] = row
+            print(f"sparsity {s}: " + ", ".join(f"{k} {v.get('perplexity', float('nan')):.2f}"
+                                                 for k, v in row.items()), flush=True)
+        results["provenance"] = provenance(vars(args), bench=recon, seeds=[0])
+    results["benchmark"] = "causal_lm"
+    results["args"] = vars(args)
+    path = ROOT / "benchmarks" / "results" / "causal_lm.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {path}")
+    figures = [f"dense={results['dense']:.3f}"] + [
+        f"{k}_{s}={v['perplexity']:.3f}" for s, row in results["methods"].items() for k, v in row.items()
+        if "perplexity" in v
+    ]
+    print("RESULT " + " ".join(figures))
+
+
+if __name__ == "__main__":
+    main()

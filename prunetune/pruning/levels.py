@@ -1,0 +1,379 @@
+"""The level database: every prunable layer reconstructed at every level of the grid, once.
+
+A search over reconstructed weights cannot afford a solve per candidate. As EvoPress does,
+each layer is pruned and re-fitted (:class:`~prunetune.pruning.reconstruction.LayerSolver`)
+at each grid level independently, from the dense model's calibration inputs, so any
+combination of levels is a valid candidate; a candidate is then assembled by copying
+stored weights in, at the cost of a memory copy.
+
+Allocations need not lie on the grid (budget mode hands out counts to the weight): a
+count ``k`` between two levels takes the lower level's weights and removes ``k - k_a``
+more, the next ones of that level's *top-up order* (its remaining weights by OBS saliency,
+balanced over rows as the level itself is). Counts stay exact to the weight.
+
+Storage per (layer, level): a bitmask of the kept weights (one bit a weight), the kept
+values in half precision (float32 where a value does not fit), and the top-up order as
+int32 positions. The same tensors are the on-disk form (one safetensors file, keyed by
+what determines them: :class:`LevelCache`) and the in-memory one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from prunetune.pruning.calibration import InputStats
+from prunetune.pruning.masks import Pruner, parse_nm
+from prunetune.pruning.reconstruction import LayerSolver, SparseGPTConfig
+from prunetune.spaces.layers import PrunableLayer
+
+log = logging.getLogger(__name__)
+
+_SHIFTS = torch.arange(7, -1, -1, dtype=torch.uint8)
+
+
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean tensor as uint8 bytes, eight entries a byte, most significant bit first."""
+    flat = mask.reshape(-1).to(torch.uint8)
+    pad = (-len(flat)) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    return (flat.view(-1, 8) << _SHIFTS.to(flat.device)).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` entries of a :func:`pack_bits` result, as a flat boolean tensor."""
+    bits = (packed[:, None] >> _SHIFTS.to(packed.device)) & 1
+    return bits.reshape(-1)[:n].bool()
+
+
+@dataclass(frozen=True)
+class Level:
+    """One layer reconstructed at ``count`` pruned weights."""
+
+    count: int
+    kept: torch.Tensor  # packed bits, 1 = kept, over the (out, in) view in row-major order
+    values: torch.Tensor  # the kept weights, row-major, float16 (or float32)
+    topup: torch.Tensor  # int32 flat positions of the next weights to remove, in order
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.kept, self.values, self.topup))
+
+
+def _topup_order(weight: torch.Tensor, salience: torch.Tensor, limit: int, groups: str) -> torch.Tensor:
+    """Flat positions of the ``limit`` remaining (nonzero) weights to remove next, least
+    salient first; with ``groups="row"`` any prefix spreads over rows as evenly as it can."""
+    rows, cols = weight.shape
+    sal = torch.where(weight == 0, torch.full_like(salience, math.inf), salience.float())
+    if limit <= 0:
+        return torch.zeros(0, dtype=torch.int32)
+    if groups == "layer":
+        order = torch.sort(sal.reshape(-1), stable=True).indices[:limit]
+        return order.to(torch.int32).cpu()
+    depth = min(cols, math.ceil(limit / rows) + 1)
+    vals, idx = torch.topk(sal, depth, dim=1, largest=False, sorted=True)
+    by_rank = torch.argsort(vals, dim=0, stable=True)  # per rank, rows by their weight's salience
+    ranks = torch.arange(depth, device=vals.device)[None, :].expand_as(by_rank)
+    flat = (by_rank * cols + idx[by_rank, ranks]).t().reshape(-1)
+    finite = vals[by_rank, ranks].t().reshape(-1).isfinite()
+    return flat[finite][:limit].to(torch.int32).cpu()
+
+
+@dataclass
+class LevelDatabase:
+    """Reconstructed levels of every layer: ``weight(name, k, dense)`` assembles any count.
+
+    Attributes:
+        levels: per layer name, its levels sorted by count (count 0 is the dense weight
+            and is not stored).
+        caps: per layer, the largest count the database can assemble.
+        build_seconds: time to build it (0 when read from the cache).
+    """
+
+    levels: dict[str, list[Level]]
+    caps: dict[str, int]
+    shapes: dict[str, tuple[int, int]]
+    method: str = "sparsegpt"
+    build_seconds: float = 0.0
+    dense_topup: dict[str, torch.Tensor] = field(default_factory=dict)
+    _counts: dict[str, list[int]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._counts = {n: [lv.count for lv in lvs] for n, lvs in self.levels.items()}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(lv.nbytes for lvs in self.levels.values() for lv in lvs)
+
+    def level_for(self, name: str, k: int) -> Level | None:
+        """The stored level an assembly of ``k`` starts from (None: the dense weight)."""
+        counts = self._counts[name]
+        below = [i for i, c in enumerate(counts) if c <= k]
+        return self.levels[name][below[-1]] if below else None
+
+    def start(self, name: str, k: int, pattern: bool = False) -> tuple[Level | None, torch.Tensor]:
+        """Where an assembly of ``k`` pruned weights starts: the stored level (None: the
+        dense weight) and the top-up order that removes the rest."""
+        if k > self.caps[name]:
+            raise ValueError(f"layer {name!r}: {k} pruned weights asked of a level database that goes up to "
+                             f"{self.caps[name]}; rebuild it with a larger space.max")
+        level = self.levels[name][-1] if pattern else self.level_for(name, k)
+        return level, (self.dense_topup[name] if level is None else level.topup)
+
+    def expand(self, name: str, level: Level, device: torch.device | str = "cpu") -> torch.Tensor:
+        """A stored level as a dense ``(out, in)`` tensor in its stored precision."""
+        rows, cols = self.shapes[name]
+        keep = unpack_bits(level.kept.to(device), rows * cols)
+        out = torch.zeros(rows * cols, dtype=level.values.dtype, device=device)
+        out[keep] = level.values.to(device)
+        return out.view(rows, cols)
+
+    def weight(self, name: str, k: int, dense: torch.Tensor, pattern: bool = False) -> torch.Tensor:
+        """The ``(out, in)`` weight of layer ``name`` with ``k`` weights pruned, on
+        ``dense``'s device, in float32. ``pattern``: the layer's one stored N:M level."""
+        if k == 0:
+            return dense.float()
+        level, topup = self.start(name, k, pattern)
+        out = dense.float().clone() if level is None else self.expand(name, level, dense.device).float()
+        extra = 0 if pattern else k - (level.count if level is not None else 0)
+        if extra:
+            out.view(-1)[topup[:extra].to(dense.device).long()] = 0.0
+        return out
+
+    # -- storage -----------------------------------------------------------------------
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, lvs in self.levels.items():
+            out[f"{name}/dense/topup"] = self.dense_topup[name]
+            for lv in lvs:
+                out[f"{name}/{lv.count}/kept"] = lv.kept
+                out[f"{name}/{lv.count}/values"] = lv.values
+                out[f"{name}/{lv.count}/topup"] = lv.topup
+        return out
+
+    def metadata(self) -> dict[str, str]:
+        return {"method": self.method, "caps": json.dumps(self.caps), "shapes": json.dumps(self.shapes),
+                "build_seconds": repr(self.build_seconds)}
+
+    @classmethod
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> LevelDatabase:
+        shapes = {n: (int(r), int(c)) for n, (r, c) in json.loads(metadata["shapes"]).items()}
+        levels: dict[str, list[Level]] = {n: [] for n in shapes}
+        dense_topup = {}
+        for key in tensors:
+            name, count, part = key.rsplit("/", 2)
+            if count == "dense":
+                dense_topup[name] = tensors[key]
+            elif part == "kept":
+                levels[name].append(Level(int(count), tensors[key], tensors[f"{name}/{count}/values"],
+                                          tensors[f"{name}/{count}/topup"]))
+        for lvs in levels.values():
+            lvs.sort(key=lambda lv: lv.count)
+        return cls(levels, {n: int(v) for n, v in json.loads(metadata["caps"]).items()}, shapes,
+                   method=metadata.get("method", "sparsegpt"), dense_topup=dense_topup)
+
+
+def _stored_values(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    values = weight.reshape(-1)[keep.reshape(-1)]
+    half = values.half()
+    return half.cpu() if bool(torch.isfinite(half).all()) else values.float().cpu()
+
+
+def build_levels(
+    weights: Mapping[str, torch.Tensor],
+    stats: Mapping[str, InputStats],
+    counts: Mapping[str, Sequence[int]],
+    caps: Mapping[str, int],
+    config: SparseGPTConfig | None = None,
+    pattern: tuple[int, int] | None = None,
+    device: torch.device | str = "cpu",
+) -> LevelDatabase:
+    """Reconstruct every layer at each of its ``counts`` (pruned weights; 0 is skipped).
+
+    Args:
+        weights: dense ``(out, in)`` weights by layer name.
+        stats: each layer's calibration statistics with ``gram`` (see
+            :class:`~prunetune.pruning.calibration.InputNormAccumulator`).
+        counts: the level counts of each layer.
+        caps: the largest count each layer may be assembled at (top-up orders reach it).
+        pattern: N:M instead: one level per layer, the pattern (``counts`` ignored).
+        device: where the solves run (a GPU when there is one).
+    """
+    config = config or SparseGPTConfig()
+    start = time.perf_counter()
+    levels: dict[str, list[Level]] = {}
+    dense_topup: dict[str, torch.Tensor] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    for name, dense in weights.items():
+        gram = stats[name].gram
+        if gram is None:
+            raise ValueError(f"layer {name!r}: its calibration statistics have no gram matrix (collect with gram=True)")
+        solver = LayerSolver(dense.to(device), gram.to(device), config)
+        rows, cols = solver.rows, solver.cols
+        shapes[name] = (rows, cols)
+        wanted = [(1, pattern)] if pattern else [(int(k), None) for k in sorted(set(counts[name])) if k > 0]
+        nexts = [c for c, _ in wanted[1:]] + [int(caps[name])]
+        lvs = []
+        for (k, pat), nxt in zip(wanted, nexts, strict=True):
+            w = solver.prune(k, pat)
+            keep = w != 0 if pat else _kept_mask(w, k)
+            count = rows * cols - int(keep.sum())
+            lvs.append(Level(count, pack_bits(keep).cpu(), _stored_values(w, keep),
+                             _topup_order(w, solver.saliency(w), 0 if pat else nxt - k, config.groups)))
+        first = lvs[0].count if lvs and not pattern else int(caps[name])
+        dense_topup[name] = _topup_order(solver.dense, solver.saliency(solver.dense), first, config.groups)
+        levels[name] = lvs
+    db = LevelDatabase(levels, {n: int(caps[n]) for n in weights}, shapes, dense_topup=dense_topup,
+                       build_seconds=time.perf_counter() - start)
+    log.info("level database: %d layers, %d levels, %.1f MB, %.1f s", len(levels),
+             sum(len(v) for v in levels.values()), db.nbytes / 1e6, db.build_seconds)
+    return db
+
+
+def _kept_mask(weight: torch.Tensor, k: int) -> torch.Tensor:
+    """Kept = not among the ``k`` pruned weights. A solve leaves exactly ``k`` zeros where it
+    pruned; a kept weight that is exactly zero (a dense zero) still counts as kept."""
+    keep = weight != 0
+    missing = int(keep.sum()) - (weight.numel() - k)
+    if missing < 0:  # dense zeros the solver did not prune: mark the first ones kept
+        zeros = (~keep).reshape(-1).nonzero().reshape(-1)
+        keep.view(-1)[zeros[: -missing]] = True
+    return keep
+
+
+class LevelCache:
+    """``get(key)`` / ``put(key, db)`` of level databases as safetensors files, beside the
+    score cache (``levels-<key>.safetensors``)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"levels-{key}.safetensors"
+
+    def get(self, key: str) -> LevelDatabase | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            return LevelDatabase.from_tensors(load_file(str(path)), metadata)
+        except Exception:  # a truncated file from a killed writer: rebuild
+            return None
+
+    def put(self, key: str, db: LevelDatabase) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(key)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file(db.tensors(), str(tmp), metadata=db.metadata())
+        os.replace(tmp, path)
+        return path
+
+
+def grid_counts(layers: Sequence[PrunableLayer], grid: Sequence[float], hi: float) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """Level counts (``round(level * numel)``, as masks count them) and caps (the most a
+    layer may lose at sparsity ``hi``: ``floor(hi * numel)`` from a budget projection,
+    ``round(hi * numel)`` from a sparsity of exactly ``hi``) of each layer."""
+    counts = {layer.name: sorted({round(float(g) * layer.numel) for g in grid}) for layer in layers}
+    caps = {layer.name: max(math.floor(hi * layer.numel + 1e-9), round(hi * layer.numel), *counts[layer.name])
+            for layer in layers}
+    return counts, caps
+
+
+class LevelPruner(Pruner):
+    """A :class:`~prunetune.pruning.masks.Pruner` whose candidates are assembled from a
+    level database instead of masked: same counts (exact to the weight), same
+    ``apply`` / ``restore`` contract (restore is bit for bit), reconstructed weights.
+
+    Levels in use are kept expanded (dense, stored precision) up to ``cache_bytes``, so
+    assembling a layer is one copy plus the few top-up zeros; ``apply`` writes only the
+    layers whose count differs from what is live.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        layers: Sequence[PrunableLayer],
+        database: LevelDatabase,
+        pattern: str | tuple[int, int] | None = None,
+        cache_bytes: int = 2 << 30,
+        **_: Any,
+    ) -> None:
+        from prunetune.spaces.layers import weight_matrix
+
+        modules = dict(model.named_modules())
+        self.layers = list(layers)
+        missing = [layer.name for layer in self.layers if layer.name not in database.levels]
+        if missing:
+            raise ValueError(f"the level database has no levels for layers {missing[:3]}")
+        self.database = database
+        self._weights = [weight_matrix(modules[layer.name], layer) for layer in self.layers]
+        self._dense = [w.detach().clone() for w in self._weights]
+        self.pattern = None if pattern is None else parse_nm(pattern)
+        self._live = [0] * len(self.layers)
+        self._dirty: list[int] = []
+        self._expanded: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
+        self._cache_bytes = cache_bytes
+
+    def _level_weight(self, name: str, level: Level, device: torch.device) -> torch.Tensor:
+        key = (name, level.count)
+        if key in self._expanded:
+            self._expanded.move_to_end(key)
+            return self._expanded[key]
+        w = self.database.expand(name, level, device)
+        self._expanded[key] = w
+        used = sum(t.numel() * t.element_size() for t in self._expanded.values())
+        while used > self._cache_bytes and len(self._expanded) > 1:
+            _, old = self._expanded.popitem(last=False)
+            used -= old.numel() * old.element_size()
+        return w
+
+    def _write(self, i: int, k: int) -> None:
+        w, name = self._weights[i], self.layers[i].name
+        if k == 0:
+            w.copy_(self._dense[i])
+            return
+        pattern = self.pattern is not None
+        level, topup = self.database.start(name, k, pattern)
+        w.copy_(self._dense[i] if level is None else self._level_weight(name, level, w.device))
+        extra = 0 if pattern else k - (level.count if level is not None else 0)
+        if extra:
+            flat = topup[:extra].to(w.device).long()
+            w.index_put_((flat // w.shape[1], flat % w.shape[1]), torch.zeros((), dtype=w.dtype, device=w.device))
+
+    def apply(self, sparsities: Sequence[float]) -> None:
+        for i, k in enumerate(self.counts(sparsities)):
+            if k != self._live[i]:
+                self._write(i, k)
+                self._live[i] = k
+        self._dirty = [i for i, k in enumerate(self._live) if k]
+
+    def restore(self) -> None:
+        for i in self._dirty:
+            self._weights[i].copy_(self._dense[i])
+            self._live[i] = 0
+        self._dirty.clear()
+
+    def keep_masks(self, sparsities: Sequence[float]) -> dict[str, torch.Tensor]:
+        masks = {}
+        for i, k in enumerate(self.counts(sparsities)):
+            layer = self.layers[i]
+            w = self.database.weight(layer.name, k, self._dense[i], self.pattern is not None)
+            masks[layer.name] = (w != 0).cpu() if k else torch.ones(layer.rows, layer.cols, dtype=torch.bool)
+        return masks
