@@ -80,6 +80,11 @@ def search_runs(results: Path = RESULTS) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: d.get("started", ""))
 
 
+def reconstruction_of(d: dict[str, Any]) -> str:
+    """The run's ``--reconstruction`` ("none": Wanda masks)."""
+    return str(d.get("reconstruction") or "none")
+
+
 def best_cells(runs: list[dict[str, Any]], mode: str) -> dict[tuple[Any, ...], dict[str, Any]]:
     """(sparsity or 'pareto', budget, strategy) -> summary cell from the run with the most
     seeds, the latest among equals."""
@@ -258,9 +263,16 @@ def cost_section() -> list[str]:
               f"| prunetune evaluation (masks in place, score, size metrics, restore) | "
               f"{d['median_evaluation_s']:.3f} | **{d['eval_over_forward']:.2f}** |",
               f"| naive: deepcopy + `torch.nn.utils.prune` + forward | {d['median_naive_s']:.3f} | "
-              f"{d['naive_over_forward']:.2f} |", "",
+              f"{d['naive_over_forward']:.2f} |",
+              *([f"| prunetune evaluation with reconstruction (levels assembled from the database, score, "
+                 f"size metrics, restore) | {d['median_reconstructed_s']:.3f} | **{d['recon_over_forward']:.2f}** |"]
+                if "recon_over_forward" in d else []), "",
               f"Apply {d['apply_s'] * 1e3:.0f} ms, restore {d['restore_s'] * 1e3:.1f} ms, size metrics "
-              f"{d['size_metrics_s'] * 1e3:.0f} ms; the rest is the forward pass.", "", stamp(d, "benchmarks/eval_cost.py"), ""]
+              f"{d['size_metrics_s'] * 1e3:.0f} ms; the rest is the forward pass."
+              + (f" With reconstruction, assembling a candidate that moves every layer and restoring it: "
+                 f"{d['recon_apply_restore_s'] * 1e3:.0f} ms (level database "
+                 f"{d['levels_nbytes'] / 1e6:.0f} MB in memory)." if "recon_over_forward" in d else ""),
+              "", stamp(d, "benchmarks/eval_cost.py"), ""]
     return lines
 
 
@@ -465,13 +477,104 @@ def reproduction_section() -> list[str]:
     return [*lines, ""]
 
 
+def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, Any]]) -> list[str]:
+    lines = ["### Search over reconstructed levels: REPORT-split `1 - fidelity` (lower is better)", ""]
+    cells = best_cells(recon, "budget")
+    if not cells:
+        return [*lines, "Not yet run: `benchmarks/search_quality.py --reconstruction sparsegpt`.", ""]
+    mask_cells = best_cells(masks, "budget")
+    rows = sorted({(k[0], k[1]) for k in cells}, key=lambda r: (r[1], r[0]))
+    built = [d["levels"] for d in recon if (d.get("levels") or {}).get("build_seconds")]
+    lines += ["Budget mode, MiniLM, the same splits and evaluations as above, but every candidate (and the "
+              "uniform and OWL baselines) assembled from the level database: each layer pruned and re-fitted "
+              "by SparseGPT at every grid level from the dense model's calibration inputs. The last two "
+              "columns are the mask-only search's uniform and best cell from the table above.", "",
+              "| sparsity | evaluations | " + " | ".join(STRATEGIES) + " | masks: uniform | masks: best | run |",
+              "|---|---|" + "---|" * (len(STRATEGIES) + 2) + "---|"]
+    verdicts = []
+    for level, budget in rows:
+        row = {s: cells.get((level, budget, s)) for s in STRATEGIES}
+        present = {s: c for s, c in row.items() if c}
+        best = min(present, key=lambda s: present[s]["mean"])
+        shown = [("**" + fmt_cell(c) + "**" if s == best else fmt_cell(c)) for s, c in row.items()]
+        m_uniform = mask_cells.get((level, budget, "uniform"))
+        m_searched = {s: c for (lv, b, s), c in mask_cells.items() if (lv, b) == (level, budget) and s not in BASELINES}
+        m_best = min(m_searched.values(), key=lambda c: c["mean"]) if m_searched else None
+        dates = sorted({c["date"][:10] for c in present.values()})
+        lines.append(f"| {level} | {budget} | " + " | ".join(shown)
+                     + f" | {fmt_cell(m_uniform)} | {fmt_cell(m_best)} | {', '.join(dates)} |")
+        base = row.get("uniform")
+        searched = {s: c for s, c in present.items() if s not in BASELINES}
+        if base and searched:
+            beaten = [s for s, c in searched.items() if c["mean"] < base["mean"]]
+            missed = [s for s in searched if s not in beaten]
+            top = min(searched, key=lambda s: searched[s]["mean"])
+            verdicts.append(f"- At {level} with {budget} evaluations, {top} reaches {searched[top]['mean']:.4f}, "
+                            f"{1 - searched[top]['mean'] / base['mean']:.1%} below uniform with reconstruction "
+                            f"({base['mean']:.4f})"
+                            + (f"; {', '.join(missed)} **do not beat it**." if missed else "; every family beats it."))
+            goal = GOALS.get((level, budget))
+            if goal:
+                need = base["mean"] * (1 - goal)
+                got = searched[top]["mean"]
+                verdicts.append(f"- Goal at {level} with {budget} evaluations: at least {goal:.0%} below uniform with "
+                                f"reconstruction (at most {need:.4f}): "
+                                + ("**met**." if got <= need else f"**not met**, {got - need:.4f} short."))
+        if m_uniform and base:
+            verdicts.append(f"- At {level}, uniform with reconstruction alone is {1 - base['mean'] / m_uniform['mean']:.1%} "
+                            f"below uniform Wanda masks ({base['mean']:.4f} against {m_uniform['mean']:.4f}).")
+    if built:
+        b = built[-1]
+        verdicts.append(f"- The level database for MiniLM ({b['nbytes'] / 1e6:.0f} MB: a bitmask, half-precision kept "
+                        f"values and a top-up order per layer and grid level) took {b['build_seconds']:.0f} s to build "
+                        "on 2 cores, once; later runs read it from the cache.")
+    if all(c["n"] < 3 for c in cells.values()):
+        verdicts.append("- Every cell is one seed.")
+    return [*lines, "", *verdicts, ""]
+
+
+def causal_lm_section() -> list[str]:
+    d = load("causal_lm")
+    lines = ["### Reconstruction on a causal LM: REPORT-split perplexity (lower is better)", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/causal_lm.py`).", ""]
+    names = {
+        "wanda": "prunetune uniform Wanda", "wanda_sequential": "prunetune uniform Wanda, sequential",
+        "sparsegpt": "prunetune uniform SparseGPT (level database)",
+        "sparsegpt_sequential": "prunetune uniform SparseGPT, sequential one-shot",
+        "searched": "prunetune evolutionary search over the level database",
+        "searched_masks": "prunetune evolutionary search over Wanda masks",
+        "llmcompressor_sparsegpt": "llm-compressor `SparseGPTModifier`",
+        "llmcompressor_wanda": "llm-compressor `WandaPruningModifier`",
+        "llmcompressor_wanda_owl": "llm-compressor Wanda with its OWL profile",
+    }
+    levels = list(d["methods"])
+    a = d["args"]
+    lines += [f"A Llama with grouped-query attention (4 blocks, hidden 128, byte vocabulary) trained "
+              f"{a['steps']} steps on pydoc text outside every split; {a['calibration']} calibration windows of "
+              f"128 tokens, {a['search']} search, {a['report']} report; searches get {a['budget']} evaluations. "
+              f"Dense perplexity {d['dense']:.2f}.", "",
+              "| method | " + " | ".join(f"sparsity {lv}" for lv in levels) + " |",
+              "|---|" + "---|" * len(levels)]
+    for key, label in names.items():
+        cells = [d["methods"][lv].get(key) for lv in levels]
+        if not any(cells):
+            continue
+        shown = [f"{c['perplexity']:.2f}" if c and "perplexity" in c else ("failed" if c else "") for c in cells]
+        lines.append(f"| {label} | " + " | ".join(shown) + " |")
+    return [*lines, "", stamp(d, "benchmarks/causal_lm.py"), ""]
+
+
 def section() -> tuple[str, int]:
-    runs = search_runs()
-    parts = [quality_section(runs), naive_section(), cost_section(), scale_section(), store_section(),
+    every = search_runs()
+    runs = [d for d in every if reconstruction_of(d) == "none"]
+    recon = [d for d in every if reconstruction_of(d) != "none"]
+    parts = [quality_section(runs), reconstruction_section(recon, runs), causal_lm_section(), naive_section(), cost_section(), scale_section(), store_section(),
              recovery_section(), structured_section(), multifidelity_section(), reproduction_section()]
     missing = sum(1 for p in parts if any(line.startswith("Not yet run") for line in p))
-    dates = [day(d) for d in runs] + [day(d) for n in ("naive_optuna", "eval_cost", "scale", "store", "recovery",
-                                                         "structured_export", "multifidelity") if (d := load(n))]
+    dates = [day(d) for d in every] + [day(d) for n in ("naive_optuna", "eval_cost", "scale", "store", "recovery",
+                                                          "structured_export", "multifidelity", "causal_lm")
+                                        if (d := load(n))]
     machines = sorted({where(d) for d in runs[-1:]} | {where(d) for n in ("naive_optuna", "eval_cost") if (d := load(n))})
     fig = figure(runs)
     head = [START, "<!-- generated by benchmarks/readme_tables.py from benchmarks/results/*.json; do not edit by hand -->",

@@ -45,6 +45,8 @@ FIGURES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
     "eval_cost.json": [
         ("evaluation / forward", ("eval_over_forward",), TIMING),
         ("naive / forward", ("naive_over_forward",), TIMING),
+        ("reconstructed evaluation / forward", ("recon_over_forward",), TIMING),
+        ("reconstructed fidelity, first round", ("rounds", "round=0", "reconstructed_fidelity"), EXACT),
     ],
     "recovery.json": [
         ("fidelity before recovery", ("report_before", "fidelity"), EXACT),
@@ -96,6 +98,8 @@ def figures(results: Path) -> dict[str, tuple[float, str, str]]:
     for d in readme_tables.search_runs(results):  # oldest first, so later files win
         name, a = d["_file"], d["args"]
         level = "pareto" if d["mode"] == "pareto" else f"s{a['sparsity']}"
+        if readme_tables.reconstruction_of(d) != "none":
+            level += f" {readme_tables.reconstruction_of(d)}"
         metric = "hypervolume" if d["mode"] == "pareto" else "one_minus_fidelity"
         for r in d["runs"]:
             if r.get(metric) is not None:

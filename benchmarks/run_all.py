@@ -2,10 +2,12 @@
 
 ``make bench`` runs the CPU set (``--set cpu``), sized for 30 to 40 minutes on a 2-core
 machine: the naive peer side by side with prunetune, evaluation cost, recovery,
-structured export, store, scale, and search quality at 0.7 with 64 evaluations over 3
-seeds. ``make bench-full`` (``--set full``) adds what does not fit: multi-fidelity
+structured export, store, scale, search quality at 0.7 with 64 evaluations over 3
+seeds, and reconstruction on a causal LM (against llm-compressor where its environment
+is set up: ``benchmarks/peers/llmcompressor/setup.sh``). ``make bench-full`` (``--set full``) adds what does not fit: multi-fidelity
 screening (120 s per arm, 4 arms), search quality at 0.5 with 64 evaluations and at 0.5
-and 0.7 with 256 evaluations over 3 seeds, and Pareto-mode hypervolume at 64 and 256 evaluations
+and 0.7 with 256 evaluations over 3 seeds, Pareto-mode hypervolume at 64 and 256 evaluations,
+and the search over reconstructed levels at 0.5/64, 0.7/64 and 0.7/256 over 3 seeds
 (several hours on 2 cores).
 
 Each script runs as its own process, holding ``--lock`` (an exclusive ``flock``, default
@@ -44,6 +46,7 @@ CPU: list[tuple[str, list[str]]] = [
     ("store", ["benchmarks/store.py"]),
     ("scale", ["benchmarks/scale.py"]),
     ("search_quality_0.7_b64_n3", [SQ, "--sparsity", "0.7", "--budget", "64", "--seeds", "3"]),
+    ("causal_lm", ["benchmarks/causal_lm.py"]),
 ]
 FULL: list[tuple[str, list[str]]] = [
     ("multifidelity", ["benchmarks/multifidelity.py", "--seconds", "120"]),
@@ -51,6 +54,9 @@ FULL: list[tuple[str, list[str]]] = [
       for b, s in (("64", "0.5"), ("256", "0.5"), ("256", "0.7"))],
     *[(f"search_quality_pareto_b{b}", [SQ, "--pareto", "--budget", b, "--seeds", "1"]) for b in ("64", "256")],
     ("naive_optuna_evolutionary", ["benchmarks/peers/naive_optuna.py", "--strategies", "bayesian,evolutionary"]),
+    *[(f"search_quality_sparsegpt_{s}_b{b}_n3", [SQ, "--reconstruction", "sparsegpt", "--sparsity", s,
+                                                 "--budget", b, "--seeds", "3"])
+      for b, s in (("64", "0.5"), ("64", "0.7"), ("256", "0.7"))],
 ]
 SETS = {"cpu": CPU, "full": FULL}
 

@@ -227,8 +227,8 @@ def build_levels(
         wanted = [(1, pattern)] if pattern else [(int(k), None) for k in sorted(set(counts[name])) if k > 0]
         nexts = [c for c, _ in wanted[1:]] + [int(caps[name])]
         lvs = []
-        for (k, pat), nxt in zip(wanted, nexts, strict=True):
-            w = solver.prune(k, pat)
+        solved = solver.prune_many([k for k, _ in wanted], pattern)
+        for (k, pat), nxt, w in zip(wanted, nexts, solved, strict=True):
             keep = w != 0 if pat else _kept_mask(w, k)
             count = rows * cols - int(keep.sum())
             lvs.append(Level(count, pack_bits(keep).cpu(), _stored_values(w, keep),

@@ -20,6 +20,7 @@ each row instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -123,14 +124,33 @@ class LayerSolver:
     def prune(self, k: int, pattern: tuple[int, int] | None = None) -> torch.Tensor:
         """The reconstructed ``(out, in)`` weight with exactly ``k`` weights pruned (zero),
         or with the N:M ``pattern`` (``k`` ignored)."""
-        if pattern is None and not 0 <= k <= self.rows * self.cols:
-            raise ValueError(f"k must be in [0, {self.rows * self.cols}]; got {k}")
-        w = self.dense.clone()
-        if pattern is None and k == 0:
+        return self.prune_many([k], pattern)[0]
+
+    def prune_many(
+        self, ks: Sequence[int], pattern: tuple[int, int] | None = None, max_bytes: int = 1 << 30
+    ) -> list[torch.Tensor]:
+        """``prune(k)`` for every ``k`` of ``ks``, solved together: rows are independent
+        under the update, so the levels are stacked as more rows and share one pass over
+        the columns (``max_bytes`` bounds the stack; more levels go in several passes)."""
+        for k in ks:
+            if pattern is None and not 0 <= k <= self.rows * self.cols:
+                raise ValueError(f"k must be in [0, {self.rows * self.cols}]; got {k}")
+        per_pass = max(1, max_bytes // (self.rows * self.cols * 4))
+        out: list[torch.Tensor] = []
+        for at in range(0, len(ks), per_pass):
+            stacked = self._solve(list(ks[at : at + per_pass]), pattern)
+            out.extend(stacked.split(self.rows))
+        return out
+
+    def _solve(self, ks: list[int], pattern: tuple[int, int] | None) -> torch.Tensor:
+        rows, levels = self.rows, len(ks)
+        w = self.dense.repeat(levels, 1)
+        if pattern is None and not any(ks):
             return w
         u, bs = self.factor, self.config.block_size
         starts = list(range(0, self.cols, bs))
-        per_block = _spread(k, [min(bs, self.cols - s) for s in starts]) if pattern is None else []
+        widths = [min(bs, self.cols - s) for s in starts]
+        per_block = [_spread(k, widths) for k in ks] if pattern is None else []
         for b, i1 in enumerate(starts):
             i2 = min(i1 + bs, self.cols)
             w1 = w[:, i1:i2].clone()
@@ -140,7 +160,8 @@ class LayerSolver:
             if pattern is None:
                 salience = w1 ** 2 / d[None, :] ** 2
                 salience[:, self.dead[i1:i2]] = 0.0
-                mask = _block_mask(salience, per_block[b], self.config.groups)
+                mask = torch.cat([_block_mask(salience[j * rows : (j + 1) * rows], per_block[j][b],
+                                              self.config.groups) for j in range(levels)])
             else:
                 mask = torch.zeros_like(w1, dtype=torch.bool)
             for i in range(i2 - i1):

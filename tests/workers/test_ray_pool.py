@@ -22,10 +22,15 @@ def _study_numbers(db: str, name: str) -> list[tuple[int, str]]:
     return [(t.number, t.state.name) for t in study.get_trials(deepcopy=False)]
 
 
-@pytest.mark.parametrize("granularity", ["unstructured", "2:4"])
-def test_job_on_local_ray_matches_in_process(tmp_path: Path, sqlite_url: str, granularity: str) -> None:
-    # The actors assemble their pruner as the workbench does: with N:M they prune N:M too.
-    space = {"criterion": "wanda", "max": 0.95, "step": 0.05, "granularity": granularity}
+@pytest.mark.parametrize(("granularity", "reconstruction"),
+                         [("unstructured", None), ("2:4", None), ("unstructured", "sparsegpt")])
+def test_job_on_local_ray_matches_in_process(
+    tmp_path: Path, sqlite_url: str, granularity: str, reconstruction: str | None
+) -> None:
+    # The actors assemble their pruner as the workbench does: with N:M they prune N:M too,
+    # and with reconstruction they assemble the same levels from the shipped database.
+    space = {"criterion": "wanda", "max": 0.95, "step": 0.05, "granularity": granularity,
+             "reconstruction": reconstruction}
     spec = SearchSpec.from_dict(digits_spec_dict(budget={"trials": 10}, resources={"workers": 2}, space=space))
     bench = build_workbench(spec)
     assert not ray.is_initialized()
