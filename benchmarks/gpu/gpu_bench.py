@@ -6,7 +6,9 @@ built once in this process on the CPU, then the real controller loop runs
 ``--evals`` evaluations per actor on 1 actor holding the whole GPU and on 2 actors
 sharing it (0.5 GPU each), in bf16. Reported per run: evaluations per minute, median
 seconds per evaluation, peak GPU memory torch allocated per actor, mean GPU utilisation
-(``nvidia-smi`` sampled every 0.5 s while the clock runs).
+(``nvidia-smi`` sampled every 0.5 s while the clock runs). A third run puts the Llama
+on reconstruction (``space.reconstruction: sparsegpt``, grid step 0.1): the level
+database is built with the solves on the GPU, then one actor assembles candidates from it.
 """
 
 from __future__ import annotations
@@ -56,13 +58,15 @@ def build_llama(folder: Path, layers: int) -> Path:
     return folder
 
 
-def make_spec(model: dict[str, Any], args: argparse.Namespace, search: int) -> SearchSpec:
+def make_spec(model: dict[str, Any], args: argparse.Namespace, search: int,
+              reconstruction: str | None = None) -> SearchSpec:
     return SearchSpec.from_dict({
         "name": "bench-gpu",
         "model": model,
         "task": {"kind": "embedding", "data": "pydoc", "calibration": 32, "search": search,
                  "report": 16, "batch_size": 32, "max_length": 128},
-        "space": {"criterion": "wanda", "max": 0.9, "step": 0.05},
+        "space": {"criterion": "wanda", "max": 0.9, "step": 0.1 if reconstruction else 0.05,
+                  "reconstruction": reconstruction},
         "budget": {"trials": args.evals},
         "strategy": {"name": "random"},
         "resources": {"workers": 1, "gpus_per_worker": 1.0, "cpus_per_worker": 2, "dtype": args.dtype},
@@ -101,9 +105,10 @@ class GpuSampler:
         return statistics.mean(self.samples) if self.samples else float("nan")
 
 
-def run_model(label: str, bench: Workbench, args: argparse.Namespace, db: str) -> list[dict[str, Any]]:
+def run_model(label: str, bench: Workbench, args: argparse.Namespace, db: str,
+              actors: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
     rows = []
-    for workers in (1, 2):
+    for workers in actors:
         res = bench.spec.resources.model_copy(update={"workers": workers, "gpus_per_worker": 1.0 / workers})
         bench.spec = bench.spec.model_copy(update={"resources": res})
         with RayExecutor(bench, workers=workers) as executor:
@@ -155,6 +160,14 @@ def main() -> None:
             bench = build_workbench(make_spec({"path": str(llama)}, args, search=128))
             timings["llama_workbench_seconds"] = time.perf_counter() - t
             rows += run_model("llama", bench, args, db)
+            del bench
+            # Reconstruction: the level database built on the GPU (grid step 0.1), one actor.
+            t = time.perf_counter()
+            bench = build_workbench(make_spec({"path": str(llama)}, args, search=128, reconstruction="sparsegpt"))
+            timings["llama_recon_workbench_seconds"] = time.perf_counter() - t
+            timings["llama_levels_seconds"] = bench.timings.get("levels", 0.0)
+            timings["llama_levels_bytes"] = float(bench.levels.nbytes) if bench.levels is not None else 0.0
+            rows += run_model("llama-recon", bench, args, db, actors=(1,))
         finally:
             session.close()
     gpu_name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
@@ -175,11 +188,14 @@ def main() -> None:
         print(f"| {r['model']} | {r['params'] / 1e6:.0f} M | {r['actors']} | {r['dtype']} | "
               f"{r['evals_per_minute']:.1f} | {r['eval_seconds_median']:.3f} | "
               f"{r['peak_gpu_gib_per_actor']:.2f} | {r['gpu_utilisation_mean']:.0f} |")
-    best = {m: max(r["evals_per_minute"] for r in rows if r["model"] == m) for m in ("minilm", "llama")}
-    peak = {m: max(r["peak_gpu_gib_per_actor"] for r in rows if r["model"] == m) for m in ("minilm", "llama")}
+    models = ("minilm", "llama", "llama-recon")
+    best = {m: max(r["evals_per_minute"] for r in rows if r["model"] == m) for m in models}
+    peak = {m: max(r["peak_gpu_gib_per_actor"] for r in rows if r["model"] == m) for m in models}
     print(f"wrote {args.out}")
     print(f"RESULT minilm_evals_per_min={best['minilm']:.1f} llama_evals_per_min={best['llama']:.1f} "
-          f"minilm_peak_gpu_gib={peak['minilm']:.2f} llama_peak_gpu_gib={peak['llama']:.2f}")
+          f"minilm_peak_gpu_gib={peak['minilm']:.2f} llama_peak_gpu_gib={peak['llama']:.2f} "
+          f"recon_evals_per_min={best['llama-recon']:.1f} recon_peak_gpu_gib={peak['llama-recon']:.2f} "
+          f"levels_build_s={timings['llama_levels_seconds']:.1f} levels_gib={timings['llama_levels_bytes'] / GIB:.2f}")
 
 
 if __name__ == "__main__":

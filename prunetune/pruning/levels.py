@@ -66,17 +66,18 @@ class Level:
     kept: torch.Tensor  # packed bits, 1 = kept, over the (out, in) view in row-major order
     values: torch.Tensor  # the kept weights, row-major, float16 (or float32)
     topup: torch.Tensor  # int32 flat positions of the next weights to remove, in order
+    unprune: torch.Tensor  # int32 flat positions of pruned weights to give back first, in order
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.kept, self.values, self.topup))
+        return sum(t.numel() * t.element_size() for t in (self.kept, self.values, self.topup, self.unprune))
 
 
-def _topup_order(weight: torch.Tensor, salience: torch.Tensor, limit: int, groups: str) -> torch.Tensor:
-    """Flat positions of the ``limit`` remaining (nonzero) weights to remove next, least
+def _removal_order(candidates: torch.Tensor, salience: torch.Tensor, limit: int, groups: str) -> torch.Tensor:
+    """Flat positions of the ``limit`` least salient ``candidates`` (a boolean mask), least
     salient first; with ``groups="row"`` any prefix spreads over rows as evenly as it can."""
-    rows, cols = weight.shape
-    sal = torch.where(weight == 0, torch.full_like(salience, math.inf), salience.float())
+    rows, cols = candidates.shape
+    sal = torch.where(candidates, salience.float(), torch.full_like(salience, math.inf, dtype=torch.float32))
     if limit <= 0:
         return torch.zeros(0, dtype=torch.int32)
     if groups == "layer":
@@ -123,14 +124,25 @@ class LevelDatabase:
         below = [i for i, c in enumerate(counts) if c <= k]
         return self.levels[name][below[-1]] if below else None
 
-    def start(self, name: str, k: int, pattern: bool = False) -> tuple[Level | None, torch.Tensor]:
-        """Where an assembly of ``k`` pruned weights starts: the stored level (None: the
-        dense weight) and the top-up order that removes the rest."""
+    def start(self, name: str, k: int, pattern: bool = False) -> tuple[Level | None, torch.Tensor, torch.Tensor]:
+        """How ``k`` pruned weights are assembled: the stored level to start from (None: the
+        dense weight), positions to zero on top of it, and positions to give back their
+        dense values. Of the two levels around ``k`` the nearer one is taken: below it the
+        level's top-up order removes more, above it its un-prune order gives weights back
+        (both without re-fitting, so the fewer the better)."""
         if k > self.caps[name]:
             raise ValueError(f"layer {name!r}: {k} pruned weights asked of a level database that goes up to "
                              f"{self.caps[name]}; rebuild it with a larger space.max")
-        level = self.levels[name][-1] if pattern else self.level_for(name, k)
-        return level, (self.dense_topup[name] if level is None else level.topup)
+        none = torch.zeros(0, dtype=torch.int32)
+        if pattern:
+            return self.levels[name][-1], none, none
+        below = self.level_for(name, k)
+        base = 0 if below is None else below.count
+        above = next((lv for lv in self.levels[name] if lv.count > k), None)
+        if above is not None and above.count - k < k - base and above.count - k <= len(above.unprune):
+            return above, none, above.unprune[: above.count - k]
+        topup = self.dense_topup[name] if below is None else below.topup
+        return below, topup[: k - base], none
 
     def expand(self, name: str, level: Level, device: torch.device | str = "cpu") -> torch.Tensor:
         """A stored level as a dense ``(out, in)`` tensor in its stored precision."""
@@ -145,11 +157,12 @@ class LevelDatabase:
         ``dense``'s device, in float32. ``pattern``: the layer's one stored N:M level."""
         if k == 0:
             return dense.float()
-        level, topup = self.start(name, k, pattern)
+        level, zero, give_back = self.start(name, k, pattern)
         out = dense.float().clone() if level is None else self.expand(name, level, dense.device).float()
-        extra = 0 if pattern else k - (level.count if level is not None else 0)
-        if extra:
-            out.view(-1)[topup[:extra].to(dense.device).long()] = 0.0
+        flat, source = out.view(-1), dense.float().reshape(-1)
+        flat[zero.to(dense.device).long()] = 0.0
+        back = give_back.to(dense.device).long()
+        flat[back] = source[back]
         return out
 
     # -- storage -----------------------------------------------------------------------
@@ -162,6 +175,7 @@ class LevelDatabase:
                 out[f"{name}/{lv.count}/kept"] = lv.kept
                 out[f"{name}/{lv.count}/values"] = lv.values
                 out[f"{name}/{lv.count}/topup"] = lv.topup
+                out[f"{name}/{lv.count}/unprune"] = lv.unprune
         return out
 
     def metadata(self) -> dict[str, str]:
@@ -179,7 +193,7 @@ class LevelDatabase:
                 dense_topup[name] = tensors[key]
             elif part == "kept":
                 levels[name].append(Level(int(count), tensors[key], tensors[f"{name}/{count}/values"],
-                                          tensors[f"{name}/{count}/topup"]))
+                                          tensors[f"{name}/{count}/topup"], tensors[f"{name}/{count}/unprune"]))
         for lvs in levels.values():
             lvs.sort(key=lambda lv: lv.count)
         return cls(levels, {n: int(v) for n, v in json.loads(metadata["caps"]).items()}, shapes,
@@ -228,13 +242,20 @@ def build_levels(
         nexts = [c for c, _ in wanted[1:]] + [int(caps[name])]
         lvs = []
         solved = solver.prune_many([k for k, _ in wanted], pattern)
-        for (k, pat), nxt, w in zip(wanted, nexts, solved, strict=True):
+        dense_salience = solver.saliency(solver.dense)
+        prevs = [0] + [c for c, _ in wanted[:-1]]
+        for (k, pat), nxt, prev, w in zip(wanted, nexts, prevs, solved, strict=True):
             keep = w != 0 if pat else _kept_mask(w, k)
             count = rows * cols - int(keep.sum())
+            # Top-up: kept weights by their salience at this level; un-prune: pruned weights,
+            # least salient in the dense layer first, up to half the step below.
+            back = 0 if pat else math.ceil((k - prev) / 2)
             lvs.append(Level(count, pack_bits(keep).cpu(), _stored_values(w, keep),
-                             _topup_order(w, solver.saliency(w), 0 if pat else nxt - k, config.groups)))
+                             _removal_order(keep, solver.saliency(w), 0 if pat else nxt - k, config.groups),
+                             _removal_order(~keep, dense_salience, back, config.groups)))
         first = lvs[0].count if lvs and not pattern else int(caps[name])
-        dense_topup[name] = _topup_order(solver.dense, solver.saliency(solver.dense), first, config.groups)
+        dense_topup[name] = _removal_order(torch.ones_like(solver.dense, dtype=torch.bool), dense_salience,
+                                           first, config.groups)
         levels[name] = lvs
     db = LevelDatabase(levels, {n: int(caps[n]) for n in weights}, shapes, dense_topup=dense_topup,
                        build_seconds=time.perf_counter() - start)
@@ -349,13 +370,16 @@ class LevelPruner(Pruner):
         if k == 0:
             w.copy_(self._dense[i])
             return
-        pattern = self.pattern is not None
-        level, topup = self.database.start(name, k, pattern)
+        level, zero, give_back = self.database.start(name, k, self.pattern is not None)
         w.copy_(self._dense[i] if level is None else self._level_weight(name, level, w.device))
-        extra = 0 if pattern else k - (level.count if level is not None else 0)
-        if extra:
-            flat = topup[:extra].to(w.device).long()
-            w.index_put_((flat // w.shape[1], flat % w.shape[1]), torch.zeros((), dtype=w.dtype, device=w.device))
+        cols = w.shape[1]
+        if len(zero):
+            flat = zero.to(w.device).long()
+            w.index_put_((flat // cols, flat % cols), torch.zeros((), dtype=w.dtype, device=w.device))
+        if len(give_back):
+            flat = give_back.to(w.device).long()
+            rows_, cols_ = flat // cols, flat % cols
+            w.index_put_((rows_, cols_), self._dense[i][rows_, cols_])
 
     def apply(self, sparsities: Sequence[float]) -> None:
         for i, k in enumerate(self.counts(sparsities)):
