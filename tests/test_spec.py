@@ -20,6 +20,30 @@ def test_examples_load(name: str) -> None:
     assert spec.mode == "pareto"
 
 
+def test_reconstruction_example_and_shorthands() -> None:
+    spec = SearchSpec.from_yaml(EXAMPLES / "minilm-sparsegpt.yaml")
+    assert spec.mode == "budget" and spec.space.reconstruction is not None
+    assert spec.space.reconstruction.method == "sparsegpt" and spec.space.reconstruction.damping == 0.01
+    base = minilm_spec_dict()
+    plain = SearchSpec.from_dict(base)
+    none = SearchSpec.from_dict({**base, "space": {**base["space"], "reconstruction": "none"}})
+    assert none.space.reconstruction is None and none.digest() == plain.digest()  # old specs keep their hash
+    full = SearchSpec.from_dict({**base, "space": {"reconstruction": {"method": "sparsegpt", "block_size": 64}}})
+    assert full.space.reconstruction is not None and full.space.reconstruction.block_size == 64
+
+
+@pytest.mark.parametrize(("space", "field", "says"), [
+    ({"reconstruction": "obs"}, "space.reconstruction.method", "sparsegpt"),
+    ({"reconstruction": {"damping": -1}}, "space.reconstruction.damping", "greater than 0"),
+    ({"reconstruction": "sparsegpt", "granularity": "heads", "criterion": "magnitude"}, "space.reconstruction",
+     "removes whole structures"),
+])
+def test_bad_reconstruction_names_the_field(space: dict, field: str, says: str) -> None:
+    with pytest.raises(SpecError) as err:
+        SearchSpec.from_dict({**minilm_spec_dict(), "space": space})
+    assert f"'{field}'" in str(err.value) and says in str(err.value)
+
+
 def test_defaults_and_budget_mode() -> None:
     spec = SearchSpec.from_dict(minilm_spec_dict(target={"sparsity": 0.7}))
     assert spec.mode == "budget"
