@@ -186,7 +186,7 @@ def level_database(
     config = SparseGPTConfig(damping=recon.damping, block_size=recon.block_size, groups=spec.space.groups)
     counts, caps = grid_counts(layers, space.grid.tolist(), space.hi)
     key = cache_key(
-        levels_format=2, model=fingerprint, calibration=task.data_hashes()["calibration"], method=recon.method,
+        levels_format=3, model=fingerprint, calibration=task.data_hashes()["calibration"], method=recon.method,
         damping=recon.damping, block_size=recon.block_size, groups=spec.space.groups,
         pattern=granularity.pattern, layers=[layer.name for layer in layers],
         counts=[counts[layer.name] for layer in layers], caps=[caps[layer.name] for layer in layers],

@@ -30,7 +30,10 @@ class Evaluator:
     split scored), the size and FLOPs metrics of :mod:`prunetune.evaluators.size`,
     ``latency_seconds`` when ``task.latency_repeats`` > 0, recovery metrics when
     ``recovery.steps`` > 0, and ``eval_seconds``. Every weight is restored afterwards,
-    also when the task raises.
+    also when the task raises; except that a pruner with ``live_between_candidates``
+    (reconstruction levels) leaves a successful candidate applied, so that the next
+    ``apply`` moves only the layers that differ: call ``pruner.restore()`` for the dense
+    model.
 
     Raises:
         EvaluationError: when the quality metric is missing, NaN or infinite.
@@ -61,17 +64,25 @@ class Evaluator:
         if self.recovery is not None:
             self.recovery.prepare()  # dense outputs, once, before anything is pruned
         extra: dict[str, float] = {}
-        with self.pruner.applied(sparsities):
-            try:
-                if self.recovery is not None:
-                    extra.update(self.recovery.run())
-                metrics = self.task.score(self.model, split, fidelity)
-                extra.update(self.size.measure())
-                if self.latency_repeats:
-                    extra["latency_seconds"] = self._latency()
-            finally:
-                if self.recovery is not None:
-                    self.recovery.restore()
+        # A pruner that moves only the layers that differ keeps the candidate live for the
+        # next one (recovery changes the weights, so with it everything is restored).
+        keep_live = self.pruner.live_between_candidates and self.recovery is None
+        self.pruner.apply(sparsities)
+        try:
+            if self.recovery is not None:
+                extra.update(self.recovery.run())
+            metrics = self.task.score(self.model, split, fidelity)
+            extra.update(self.size.measure())
+            if self.latency_repeats:
+                extra["latency_seconds"] = self._latency()
+        except BaseException:
+            keep_live = False
+            raise
+        finally:
+            if self.recovery is not None:
+                self.recovery.restore()
+            if not keep_live:
+                self.pruner.restore()
         quality = metrics.get(self.task.quality_name)
         if quality is None or not math.isfinite(quality):
             raise EvaluationError(f"task returned {self.task.quality_name}={quality!r}")

@@ -28,7 +28,6 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -66,11 +65,25 @@ class Level:
     kept: torch.Tensor  # packed bits, 1 = kept, over the (out, in) view in row-major order
     values: torch.Tensor  # the kept weights, row-major, float16 (or float32)
     topup: torch.Tensor  # int32 flat positions of the next weights to remove, in order
-    unprune: torch.Tensor  # int32 flat positions of pruned weights to give back first, in order
+    row_pruned: torch.Tensor  # int32 pruned weights per row
+    row_order: torch.Tensor  # int32 rows, cheapest first to take from this level over the one below
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.kept, self.values, self.topup, self.unprune))
+        parts = (self.kept, self.values, self.topup, self.row_pruned, self.row_order)
+        return sum(t.numel() * t.element_size() for t in parts)
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """How one layer is assembled at a count: the rows of ``below`` (None: the dense
+    weight), the ``rows`` of ``above`` in their place, then ``zero`` (flat positions)
+    removed on top, unfitted."""
+
+    below: Level | None
+    above: Level | None
+    rows: torch.Tensor
+    zero: torch.Tensor
 
 
 def _removal_order(candidates: torch.Tensor, salience: torch.Tensor, limit: int, groups: str) -> torch.Tensor:
@@ -124,25 +137,45 @@ class LevelDatabase:
         below = [i for i, c in enumerate(counts) if c <= k]
         return self.levels[name][below[-1]] if below else None
 
-    def start(self, name: str, k: int, pattern: bool = False) -> tuple[Level | None, torch.Tensor, torch.Tensor]:
-        """How ``k`` pruned weights are assembled: the stored level to start from (None: the
-        dense weight), positions to zero on top of it, and positions to give back their
-        dense values. Of the two levels around ``k`` the nearer one is taken: below it the
-        level's top-up order removes more, above it its un-prune order gives weights back
-        (both without re-fitting, so the fewer the better)."""
+    def plan(self, name: str, k: int, pattern: bool = False) -> Assembly:
+        """How ``k`` pruned weights of layer ``name`` are assembled.
+
+        Between two levels the layer mixes rows: the update of a reconstruction is row by
+        row, so a row taken whole from the level above is as well fitted as the rest.
+        Rows go over in the order that raises the layer's output error least, as many as
+        fit under ``k``; the few weights still missing (fewer than one row's difference)
+        come from the level below's top-up order, unfitted."""
         if k > self.caps[name]:
             raise ValueError(f"layer {name!r}: {k} pruned weights asked of a level database that goes up to "
                              f"{self.caps[name]}; rebuild it with a larger space.max")
-        none = torch.zeros(0, dtype=torch.int32)
+        none = torch.zeros(0, dtype=torch.long)
         if pattern:
-            return self.levels[name][-1], none, none
+            return Assembly(self.levels[name][-1], None, none, none)
         below = self.level_for(name, k)
         base = 0 if below is None else below.count
         above = next((lv for lv in self.levels[name] if lv.count > k), None)
-        if above is not None and above.count - k < k - base and above.count - k <= len(above.unprune):
-            return above, none, above.unprune[: above.count - k]
-        topup = self.dense_topup[name] if below is None else below.topup
-        return below, topup[: k - base], none
+        topup = (self.dense_topup[name] if below is None else below.topup).long()
+        if above is None or k == base:
+            return Assembly(below, None, none, topup[: k - base])
+        order = above.row_order.long()
+        under = below.row_pruned.long() if below is not None else torch.zeros_like(above.row_pruned).long()
+        cum = torch.cumsum((above.row_pruned.long() - under)[order], 0)
+        taken = int(torch.searchsorted(cum, torch.tensor(k - base), right=True))
+        rows_of = topup // self.shapes[name][1]
+        moved = torch.zeros(len(order), dtype=torch.bool)
+        while True:  # the rest from the rows left; one row fewer when their top-up is too short
+            rows = order[:taken]
+            done = base + (int(cum[taken - 1]) if taken else 0)
+            moved[:] = False
+            moved[rows] = True
+            rest = topup[~moved[rows_of]]
+            if len(rest) >= k - done or taken == 0:
+                break
+            taken -= 1
+        if len(rest) < k - done:  # pragma: no cover - the orders are built a step deep
+            raise RuntimeError(f"layer {name!r}: the top-up order is too short for {k} pruned weights")
+        zero = rest[: k - done]
+        return Assembly(below, above, rows, zero)
 
     def expand(self, name: str, level: Level, device: torch.device | str = "cpu") -> torch.Tensor:
         """A stored level as a dense ``(out, in)`` tensor in its stored precision."""
@@ -157,12 +190,12 @@ class LevelDatabase:
         ``dense``'s device, in float32. ``pattern``: the layer's one stored N:M level."""
         if k == 0:
             return dense.float()
-        level, zero, give_back = self.start(name, k, pattern)
-        out = dense.float().clone() if level is None else self.expand(name, level, dense.device).float()
-        flat, source = out.view(-1), dense.float().reshape(-1)
-        flat[zero.to(dense.device).long()] = 0.0
-        back = give_back.to(dense.device).long()
-        flat[back] = source[back]
+        plan = self.plan(name, k, pattern)
+        out = dense.float().clone() if plan.below is None else self.expand(name, plan.below, dense.device).float()
+        if plan.above is not None and len(plan.rows):
+            rows = plan.rows.to(dense.device)
+            out[rows] = self.expand(name, plan.above, dense.device)[rows].float()
+        out.view(-1)[plan.zero.to(dense.device)] = 0.0
         return out
 
     # -- storage -----------------------------------------------------------------------
@@ -175,7 +208,8 @@ class LevelDatabase:
                 out[f"{name}/{lv.count}/kept"] = lv.kept
                 out[f"{name}/{lv.count}/values"] = lv.values
                 out[f"{name}/{lv.count}/topup"] = lv.topup
-                out[f"{name}/{lv.count}/unprune"] = lv.unprune
+                out[f"{name}/{lv.count}/row_pruned"] = lv.row_pruned
+                out[f"{name}/{lv.count}/row_order"] = lv.row_order
         return out
 
     def metadata(self) -> dict[str, str]:
@@ -192,8 +226,8 @@ class LevelDatabase:
             if count == "dense":
                 dense_topup[name] = tensors[key]
             elif part == "kept":
-                levels[name].append(Level(int(count), tensors[key], tensors[f"{name}/{count}/values"],
-                                          tensors[f"{name}/{count}/topup"], tensors[f"{name}/{count}/unprune"]))
+                levels[name].append(Level(int(count), *(tensors[f"{name}/{count}/{part}"] for part in (
+                    "kept", "values", "topup", "row_pruned", "row_order"))))
         for lvs in levels.values():
             lvs.sort(key=lambda lv: lv.count)
         return cls(levels, {n: int(v) for n, v in json.loads(metadata["caps"]).items()}, shapes,
@@ -242,20 +276,21 @@ def build_levels(
         nexts = [c for c, _ in wanted[1:]] + [int(caps[name])]
         lvs = []
         solved = solver.prune_many([k for k, _ in wanted], pattern)
-        dense_salience = solver.saliency(solver.dense)
-        prevs = [0] + [c for c, _ in wanted[:-1]]
-        for (k, pat), nxt, prev, w in zip(wanted, nexts, prevs, solved, strict=True):
+        h = gram.to(device).float()
+        previous = torch.zeros(rows, device=solver.dense.device)  # each row's output error, dense: 0
+        for (k, pat), nxt, w in zip(wanted, nexts, solved, strict=True):
             keep = w != 0 if pat else _kept_mask(w, k)
             count = rows * cols - int(keep.sum())
-            # Top-up: kept weights by their salience at this level; un-prune: pruned weights,
-            # least salient in the dense layer first, up to half the step below.
-            back = 0 if pat else math.ceil((k - prev) / 2)
+            diff = w - solver.dense
+            error = ((diff @ h) * diff).sum(dim=1)  # each row's squared output error on calibration
             lvs.append(Level(count, pack_bits(keep).cpu(), _stored_values(w, keep),
                              _removal_order(keep, solver.saliency(w), 0 if pat else nxt - k, config.groups),
-                             _removal_order(~keep, dense_salience, back, config.groups)))
+                             (~keep).sum(dim=1).to(torch.int32).cpu(),
+                             torch.argsort(error - previous, stable=True).to(torch.int32).cpu()))
+            previous = error
         first = lvs[0].count if lvs and not pattern else int(caps[name])
-        dense_topup[name] = _removal_order(torch.ones_like(solver.dense, dtype=torch.bool), dense_salience,
-                                           first, config.groups)
+        dense_topup[name] = _removal_order(torch.ones_like(solver.dense, dtype=torch.bool),
+                                           solver.saliency(solver.dense), first, config.groups)
         levels[name] = lvs
     db = LevelDatabase(levels, {n: int(caps[n]) for n in weights}, shapes, dense_topup=dense_topup,
                        build_seconds=time.perf_counter() - start)
@@ -334,7 +369,6 @@ class LevelPruner(Pruner):
         database: LevelDatabase,
         pattern: str | tuple[int, int] | None = None,
         cache_bytes: int = 2 << 30,
-        **_: Any,
     ) -> None:
         from prunetune.spaces.layers import weight_matrix
 
@@ -351,6 +385,19 @@ class LevelPruner(Pruner):
         self._dirty: list[int] = []
         self._expanded: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
         self._cache_bytes = cache_bytes
+        self._plans: OrderedDict[tuple[int, int], Assembly] = OrderedDict()
+
+    #: the evaluator may leave a candidate live until the next ``apply`` (which then moves
+    #: only the layers that differ) instead of restoring after every evaluation
+    live_between_candidates = True
+
+    def _plan(self, i: int, k: int) -> Assembly:
+        key = (i, k)
+        if key not in self._plans:
+            self._plans[key] = self.database.plan(self.layers[i].name, k, self.pattern is not None)
+            if len(self._plans) > 50_000:
+                self._plans.popitem(last=False)
+        return self._plans[key]
 
     def _level_weight(self, name: str, level: Level, device: torch.device) -> torch.Tensor:
         key = (name, level.count)
@@ -370,16 +417,15 @@ class LevelPruner(Pruner):
         if k == 0:
             w.copy_(self._dense[i])
             return
-        level, zero, give_back = self.database.start(name, k, self.pattern is not None)
-        w.copy_(self._dense[i] if level is None else self._level_weight(name, level, w.device))
-        cols = w.shape[1]
-        if len(zero):
-            flat = zero.to(w.device).long()
+        plan = self._plan(i, k)
+        w.copy_(self._dense[i] if plan.below is None else self._level_weight(name, plan.below, w.device))
+        if plan.above is not None and len(plan.rows):
+            rows = plan.rows.to(w.device)
+            w[rows] = self._level_weight(name, plan.above, w.device)[rows].to(w.dtype)
+        if len(plan.zero):
+            flat = plan.zero.to(w.device)
+            cols = w.shape[1]
             w.index_put_((flat // cols, flat % cols), torch.zeros((), dtype=w.dtype, device=w.device))
-        if len(give_back):
-            flat = give_back.to(w.device).long()
-            rows_, cols_ = flat // cols, flat % cols
-            w.index_put_((rows_, cols_), self._dense[i][rows_, cols_])
 
     def apply(self, sparsities: Sequence[float]) -> None:
         for i, k in enumerate(self.counts(sparsities)):

@@ -119,6 +119,10 @@ class Pruner:
     pruner from a workbench's layers and scores (Ray actors) work for every granularity.
     """
 
+    #: True when the evaluator may leave a candidate applied until the next ``apply``
+    #: (a pruner that moves only what differs); masks restore after every evaluation.
+    live_between_candidates = False
+
     def __new__(cls, *args: Any, **kwargs: Any) -> Pruner:
         # No arguments when copy/pickle rebuild an instance: keep the class as it is.
         layers = args[1] if len(args) > 1 else kwargs.get("layers")

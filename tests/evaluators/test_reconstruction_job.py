@@ -61,5 +61,14 @@ def test_level_database_is_read_back_from_the_cache(tiny_llama_dir: Path) -> Non
     a = first.evaluator.evaluate(s, "search")["perplexity"]
     b = again.evaluator.evaluate(s, "search")["perplexity"]
     assert a == b
-    for w in (first.loaded.model, again.loaded.model):  # restored after evaluating
-        assert all(torch.count_nonzero(p) == p.numel() for n, p in w.named_parameters() if "proj" in n)
+    # The candidate stays live between evaluations; the next one moves only what differs
+    # and leaves exactly the weights a fresh assembly gives.
+    other = list(s)
+    other[0], other[1] = 0.3, 0.6
+    first.evaluator.evaluate(other, "search")
+    live = {n: p.detach().clone() for n, p in first.loaded.model.named_parameters()}
+    first.pruner.restore()
+    assert all(torch.count_nonzero(p) == p.numel() for n, p in first.loaded.model.named_parameters() if "proj" in n)
+    first.pruner.apply(other)
+    assert all(torch.equal(p, live[n]) for n, p in first.loaded.model.named_parameters())
+    first.pruner.restore()

@@ -111,14 +111,12 @@ def test_level_pruner_assembles_exact_counts_and_restores_bit_for_bit(build, cal
     assert torch.allclose(db.weight(layer.name, k, weights[layer.name]), solved, atol=1e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="level database that goes up to"):
         db.weight(layer.name, layer.numel, weights[layer.name])
-    # Just below a level: that level with a few weights given back (their dense values),
-    # not the level below with nearly a whole step removed unfitted.
+    # Just below a level: every row but one comes whole from that level (rows are fitted
+    # independently), the last from the level below with the few missing weights removed.
     near = db.weight(layer.name, k - 3, weights[layer.name])
     assert int((near == 0).sum()) == k - 3
-    back = (near != 0) & (solved == 0)
-    assert int(back.sum()) == 3 and torch.equal(near[back], weights[layer.name][back])
-    assert torch.equal(near[~back], db.weight(layer.name, k, weights[layer.name])[~back])
-
+    from_above = (near == db.weight(layer.name, k, weights[layer.name])).all(dim=1)
+    assert int((~from_above).sum()) == 1
 
 def test_level_pruner_reconstructs_better_than_masks_on_the_same_layers() -> None:
     model = tiny_llama()
