@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -154,27 +155,28 @@ class LevelDatabase:
         below = self.level_for(name, k)
         base = 0 if below is None else below.count
         above = next((lv for lv in self.levels[name] if lv.count > k), None)
-        topup = (self.dense_topup[name] if below is None else below.topup).long()
+        # Small arrays, many calls: numpy keeps the planning far below a forward pass.
+        topup = (self.dense_topup[name] if below is None else below.topup).numpy()
         if above is None or k == base:
-            return Assembly(below, None, none, topup[: k - base])
-        order = above.row_order.long()
-        under = below.row_pruned.long() if below is not None else torch.zeros_like(above.row_pruned).long()
-        cum = torch.cumsum((above.row_pruned.long() - under)[order], 0)
-        taken = int(torch.searchsorted(cum, torch.tensor(k - base), right=True))
+            return Assembly(below, None, none, torch.from_numpy(topup[: k - base].astype(np.int64)))
+        order = above.row_order.numpy().astype(np.int64)
+        under = below.row_pruned.numpy() if below is not None else 0
+        cum = np.cumsum((above.row_pruned.numpy() - under)[order].astype(np.int64))
+        taken = int(np.searchsorted(cum, k - base, side="right"))
         rows_of = topup // self.shapes[name][1]
-        moved = torch.zeros(len(order), dtype=torch.bool)
+        moved = np.zeros(len(order), dtype=bool)
         while True:  # the rest from the rows left; one row fewer when their top-up is too short
-            rows = order[:taken]
-            done = base + (int(cum[taken - 1]) if taken else 0)
             moved[:] = False
-            moved[rows] = True
+            moved[order[:taken]] = True
+            done = base + (int(cum[taken - 1]) if taken else 0)
             rest = topup[~moved[rows_of]]
             if len(rest) >= k - done or taken == 0:
                 break
             taken -= 1
         if len(rest) < k - done:  # pragma: no cover - the orders are built a step deep
             raise RuntimeError(f"layer {name!r}: the top-up order is too short for {k} pruned weights")
-        zero = rest[: k - done]
+        rows = torch.from_numpy(order[:taken].copy())
+        zero = torch.from_numpy(rest[: k - done].astype(np.int64))
         return Assembly(below, above, rows, zero)
 
     def expand(self, name: str, level: Level, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -386,6 +388,14 @@ class LevelPruner(Pruner):
         self._expanded: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._plans: OrderedDict[tuple[int, int], Assembly] = OrderedDict()
+        # Expanded levels cost 2 bytes a weight: when all fit, expand them now, so that no
+        # evaluation pays for a first use (on a GPU they then live on it).
+        expanded = sum(rows * cols * 2 * len(database.levels[n]) for n, (rows, cols) in database.shapes.items()
+                       if n in {layer.name for layer in self.layers})
+        if expanded <= cache_bytes:
+            for i, layer in enumerate(self.layers):
+                for level in database.levels[layer.name]:
+                    self._level_weight(layer.name, level, self._weights[i].device)
 
     #: the evaluator may leave a candidate live until the next ``apply`` (which then moves
     #: only the layers that differ) instead of restoring after every evaluation
