@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-reliability reliability-figures lint install bench bench-full results clean
+.PHONY: demo test test-reliability reliability-figures lint services install bench bench-full results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,12 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check prunetune tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+# PostgreSQL up and chromium installed (tools/test-services.sh), so `make test` alone works.
+services:
+	bash tools/test-services.sh
+
+test: $(STAMP) lint services
 	$(BIN)/python -m pytest -m "not slow and not reliability" -q
 
 # Fault injection, fuzzing, schemathesis (CI runs it after `test`; it restarts the local
 # PostgreSQL, so on a shared machine run it alone). Figures: benchmarks/results/reliability.json.
-test-reliability: $(STAMP)
+test-reliability: $(STAMP) services
 	$(BIN)/python -m pytest -m "reliability and not slow" -q
 
 # The same fault and security tests, recording their figures for the README table.
