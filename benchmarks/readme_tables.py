@@ -568,15 +568,44 @@ def causal_lm_section() -> list[str]:
     return [*lines, "", stamp(d, "benchmarks/causal_lm.py"), ""]
 
 
+def oneshot_section() -> list[str]:
+    d = load("oneshot")
+    lines = ["### One-shot on MiniLM: independent against sequential calibration", ""]
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/oneshot.py`).", ""]
+    runs = d["runs"]
+    levels = sorted({r["sparsity"] for r in runs.values()})
+    methods = list(dict.fromkeys(r["method"] for r in runs.values()))
+    lines += ["`prunetune.prune` at uniform sparsity, statistics from the dense model (independent) or block by "
+              "block on the outputs of the blocks already pruned (sequential). REPORT-split `1 - fidelity` "
+              "(search split in brackets, seconds of the call after).", "",
+              "| method | " + " | ".join(f"sparsity {lv}" for lv in levels) + " |", "|---|" + "---|" * len(levels)]
+    for m in methods:
+        cells = [runs.get(f"{m}_{lv}") for lv in levels]
+        lines.append(f"| {m.replace('_', ', ')} | " + " | ".join(
+            f"{c['one_minus_fidelity']:.4f} ({c['search_one_minus_fidelity']:.4f}), {c['seconds']:.0f} s" if c else ""
+            for c in cells) + " |")
+    for lv in levels:
+        for base in ("wanda", "sparsegpt"):
+            a, b = runs.get(f"{base}_{lv}"), runs.get(f"{base}_sequential_{lv}")
+            if a and b:
+                better = "sequential" if b["search_one_minus_fidelity"] < a["search_one_minus_fidelity"] else "independent"
+                lines.append(f"- {base} at {lv}: {better} statistics are better on the search split "
+                             f"({b['search_one_minus_fidelity']:.4f} sequential, {a['search_one_minus_fidelity']:.4f} "
+                             "independent).")
+    return [*lines, "", stamp(d, "benchmarks/oneshot.py"), ""]
+
+
 def section() -> tuple[str, int]:
     every = search_runs()
     runs = [d for d in every if reconstruction_of(d) == "none"]
     recon = [d for d in every if reconstruction_of(d) != "none"]
-    parts = [quality_section(runs), reconstruction_section(recon, runs), causal_lm_section(), naive_section(), cost_section(), scale_section(), store_section(),
+    parts = [quality_section(runs), reconstruction_section(recon, runs), causal_lm_section(), oneshot_section(),
+             naive_section(), cost_section(), scale_section(), store_section(),
              recovery_section(), structured_section(), multifidelity_section(), reproduction_section()]
     missing = sum(1 for p in parts if any(line.startswith("Not yet run") for line in p))
     dates = [day(d) for d in every] + [day(d) for n in ("naive_optuna", "eval_cost", "scale", "store", "recovery",
-                                                          "structured_export", "multifidelity", "causal_lm")
+                                                          "structured_export", "multifidelity", "causal_lm", "oneshot")
                                         if (d := load(n))]
     machines = sorted({where(d) for d in runs[-1:]} | {where(d) for n in ("naive_optuna", "eval_cost") if (d := load(n))})
     fig = figure(runs)

@@ -63,6 +63,14 @@ FIGURES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
         ("postgres trials/s", ("postgres", "median"), TIMING),
         ("submit to first trial s", ("submit_to_first_trial", "median"), TIMING),
     ],
+    "causal_lm.json": [
+        ("dense perplexity", ("dense",), EXACT),
+        ("uniform SparseGPT perplexity at 0.7", ("methods", "0.7", "sparsegpt", "perplexity"), EXACT),
+        ("searched perplexity at 0.7", ("methods", "0.7", "searched", "perplexity"), EXACT),
+    ],
+    "oneshot.json": [
+        ("sequential SparseGPT 1 - fidelity at 0.7", ("runs", "sparsegpt_sequential_0.7", "one_minus_fidelity"), EXACT),
+    ],
     "scale.json": [
         ("2 workers / 1 worker", ("summary", "speedup_2_over_1"), TIMING),
     ],
