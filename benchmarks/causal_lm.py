@@ -170,14 +170,17 @@ def main() -> None:
                                  ("sparsegpt_sequential", {"reconstruction": "sparsegpt", "sequential": True})):
                 ppl, secs = one_shot(masks, s, **kwargs)
                 row[name] = {"perplexity": ppl, "seconds": secs}
-            for name, bench in (("searched", recon), ("searched_masks", masks)):
-                spec = make_spec(model_dir, args, "sparsegpt" if bench is recon else None, target=s)
+            for name, reconstruction in (("searched", "sparsegpt"), ("searched_masks", None)):
                 t0 = time.perf_counter()
+                # Budget mode at s: the workbench's space carries the target (scores and
+                # levels come from the cache the benches above filled).
+                bench = build_workbench(make_spec(model_dir, args, reconstruction, target=s))
                 with tempfile.TemporaryDirectory() as db_dir:
-                    out = run_job(spec, db=f"sqlite:///{db_dir}/job.db", bench=bench)
+                    out = run_job(bench.spec, db=f"sqlite:///{db_dir}/job.db", bench=bench)
                 best = out.front[0]
                 row[name] = {"perplexity": out.reports[best.number]["perplexity"],
                              "search_perplexity": -float(best.quality), "trials": len(out.results),
+                             "sparsity": bench.space.overall_sparsity(best.candidate.sparsities),
                              "seconds": time.perf_counter() - t0,
                              "allocation": dict(zip(bench.space.names, best.candidate.sparsities, strict=True))}
             for method in PEER_METHODS:
