@@ -11,6 +11,8 @@ pruned at each sparsity by:
 - ``sparsegpt``: uniform, assembled from the level database (each layer reconstructed
   from the dense model's inputs, as the search sees it);
 - ``sparsegpt_sequential``: uniform one-shot SparseGPT calibrated block by block;
+- ``sparsegpt_sequential_layer``: the same with ``groups="layer"`` (each column block's
+  least salient weights, whichever rows: llm-compressor's mask choice);
 - ``searched``: the evolutionary search over the level database in budget mode
   (``--budget`` evaluations of the search split);
 - ``llmcompressor_sparsegpt``, ``llmcompressor_wanda``, ``llmcompressor_wanda_owl``: the
@@ -167,7 +169,9 @@ def main() -> None:
             row["wanda"] = {"perplexity": masks.evaluator.evaluate(uniform, "report")["perplexity"]}
             row["sparsegpt"] = {"perplexity": recon.evaluator.evaluate(uniform, "report")["perplexity"]}
             for name, kwargs in (("wanda_sequential", {"criterion": "wanda", "sequential": True}),
-                                 ("sparsegpt_sequential", {"reconstruction": "sparsegpt", "sequential": True})):
+                                 ("sparsegpt_sequential", {"reconstruction": "sparsegpt", "sequential": True}),
+                                 ("sparsegpt_sequential_layer", {"reconstruction": "sparsegpt", "sequential": True,
+                                                                 "groups": "layer"})):
                 ppl, secs = one_shot(masks, s, **kwargs)
                 row[name] = {"perplexity": ppl, "seconds": secs}
             for name, reconstruction in (("searched", "sparsegpt"), ("searched_masks", None)):

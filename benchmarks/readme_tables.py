@@ -545,6 +545,7 @@ def causal_lm_section() -> list[str]:
         "wanda": "prunetune uniform Wanda", "wanda_sequential": "prunetune uniform Wanda, sequential",
         "sparsegpt": "prunetune uniform SparseGPT (level database)",
         "sparsegpt_sequential": "prunetune uniform SparseGPT, sequential one-shot",
+        "sparsegpt_sequential_layer": "prunetune uniform SparseGPT, sequential one-shot, `groups: layer`",
         "searched": "prunetune evolutionary search over the level database",
         "searched_masks": "prunetune evolutionary search over Wanda masks",
         "llmcompressor_sparsegpt": "llm-compressor `SparseGPTModifier`",
