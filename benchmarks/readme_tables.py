@@ -487,7 +487,6 @@ def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, An
         return [*lines, "Not yet run: `benchmarks/search_quality.py --reconstruction sparsegpt`.", ""]
     mask_cells = best_cells(masks, "budget")
     rows = sorted({(k[0], k[1]) for k in cells}, key=lambda r: (r[1], r[0]))
-    built = [d["levels"] for d in recon if (d.get("levels") or {}).get("build_seconds")]
     lines += ["Budget mode, MiniLM, the same splits and evaluations as above, but every candidate (and the "
               "uniform and OWL baselines) assembled from the level database: each layer pruned and re-fitted "
               "by SparseGPT at every grid level from the dense model's calibration inputs. The last two "
@@ -495,6 +494,7 @@ def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, An
               "| sparsity | evaluations | " + " | ".join(STRATEGIES) + " | masks: uniform | masks: best | run |",
               "|---|---|" + "---|" * (len(STRATEGIES) + 2) + "---|"]
     verdicts = []
+    said: set[float] = set()
     for level, budget in rows:
         row = {s: cells.get((level, budget, s)) for s in STRATEGIES}
         present = {s: c for s, c in row.items() if c}
@@ -509,13 +509,16 @@ def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, An
         base = row.get("uniform")
         searched = {s: c for s, c in present.items() if s not in BASELINES}
         if base and searched:
+            top = min(searched, key=lambda s: searched[s]["mean"])
             beaten = [s for s, c in searched.items() if c["mean"] < base["mean"]]
             missed = [s for s in searched if s not in beaten]
-            top = min(searched, key=lambda s: searched[s]["mean"])
-            verdicts.append(f"- At {level} with {budget} evaluations, {top} reaches {searched[top]['mean']:.4f}, "
-                            f"{1 - searched[top]['mean'] / base['mean']:.1%} below uniform with reconstruction "
-                            f"({base['mean']:.4f})"
-                            + (f"; {', '.join(missed)} **do not beat it**." if missed else "; every family beats it."))
+            verdicts.append(
+                f"- At {level} with {budget} evaluations, {top} reaches {searched[top]['mean']:.4f}, "
+                f"{1 - searched[top]['mean'] / base['mean']:.1%} below uniform with reconstruction ({base['mean']:.4f})"
+                + (f"; below it: {', '.join(beaten)}" if beaten else "")
+                + (f"; **not below it: {', '.join(missed)}**" if missed else "") + "."
+                + (f" Against uniform Wanda masks ({m_uniform['mean']:.4f}) that is "
+                   f"{1 - searched[top]['mean'] / m_uniform['mean']:.1%} lower." if m_uniform else ""))
             goal = GOALS.get((level, budget))
             if goal:
                 need = base["mean"] * (1 - goal)
@@ -523,16 +526,20 @@ def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, An
                 verdicts.append(f"- Goal at {level} with {budget} evaluations: at least {goal:.0%} below uniform with "
                                 f"reconstruction (at most {need:.4f}): "
                                 + ("**met**." if got <= need else f"**not met**, {got - need:.4f} short."))
-        if m_uniform and base:
+        if m_uniform and base and level not in said:
+            said.add(level)
             verdicts.append(f"- At {level}, uniform with reconstruction alone is {1 - base['mean'] / m_uniform['mean']:.1%} "
                             f"below uniform Wanda masks ({base['mean']:.4f} against {m_uniform['mean']:.4f}).")
-    if built:
-        b = built[-1]
-        verdicts.append(f"- The level database for MiniLM ({b['nbytes'] / 1e6:.0f} MB: a bitmask, half-precision kept "
-                        f"values and a top-up order per layer and grid level) took {b['build_seconds']:.0f} s to build "
-                        "on 2 cores, once; later runs read it from the cache.")
-    if all(c["n"] < 3 for c in cells.values()):
-        verdicts.append("- Every cell is one seed.")
+    build = load("levels_build")
+    if build:
+        verdicts.append(f"- The level database for MiniLM ({build['levels']} levels over {build['layers']} layers, "
+                        f"{build['nbytes'] / 1e6:.0f} MB: a bitmask, half-precision kept values and the row and top-up "
+                        f"orders per layer and level) takes {build['levels_seconds']:.0f} s to build on 2 cores "
+                        f"(calibration pass with input Hessians, then the solves; `benchmarks/levels_build.py`), once: "
+                        "later jobs on the same model and calibration data read it from the cache.")
+    if any(c["n"] < 3 for c in cells.values()):
+        single = sorted({f"{k[0]}/{k[1]}" for k, c in cells.items() if c["n"] < 3})
+        verdicts.append(f"- Rows (sparsity/evaluations) {', '.join(single)} have single-seed cells.")
     return [*lines, "", *verdicts, ""]
 
 
@@ -606,7 +613,7 @@ def section() -> tuple[str, int]:
              recovery_section(), structured_section(), multifidelity_section(), reproduction_section()]
     missing = sum(1 for p in parts if any(line.startswith("Not yet run") for line in p))
     dates = [day(d) for d in every] + [day(d) for n in ("naive_optuna", "eval_cost", "scale", "store", "recovery",
-                                                          "structured_export", "multifidelity", "causal_lm", "oneshot")
+                                                          "structured_export", "multifidelity", "causal_lm", "oneshot", "levels_build")
                                         if (d := load(n))]
     machines = sorted({where(d) for d in runs[-1:]} | {where(d) for n in ("naive_optuna", "eval_cost") if (d := load(n))})
     fig = figure(runs)

@@ -48,6 +48,7 @@ CPU: list[tuple[str, list[str]]] = [
     ("search_quality_0.7_b64_n3", [SQ, "--sparsity", "0.7", "--budget", "64", "--seeds", "3"]),
     ("causal_lm", ["benchmarks/causal_lm.py"]),
     ("oneshot", ["benchmarks/oneshot.py"]),
+    ("levels_build", ["benchmarks/levels_build.py"]),
 ]
 FULL: list[tuple[str, list[str]]] = [
     ("multifidelity", ["benchmarks/multifidelity.py", "--seconds", "120"]),
