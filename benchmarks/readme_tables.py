@@ -593,6 +593,7 @@ def oneshot_section() -> list[str]:
         lines.append(f"| {m.replace('_', ', ')} | " + " | ".join(
             f"{c['one_minus_fidelity']:.4f} ({c['search_one_minus_fidelity']:.4f}), {c['seconds']:.0f} s" if c else ""
             for c in cells) + " |")
+    lines.append("")
     for lv in levels:
         for base in ("wanda", "sparsegpt"):
             a, b = runs.get(f"{base}_{lv}"), runs.get(f"{base}_sequential_{lv}")
