@@ -194,10 +194,8 @@ class LevelDatabase:
             return dense.float()
         plan = self.plan(name, k, pattern)
         out = dense.float().clone() if plan.below is None else self.expand(name, plan.below, dense.device).float()
-        if plan.above is not None and len(plan.rows):
-            rows = plan.rows.to(dense.device)
-            out[rows] = self.expand(name, plan.above, dense.device)[rows].float()
-        out.view(-1)[plan.zero.to(dense.device)] = 0.0
+        above = None if plan.above is None else self.expand(name, plan.above, dense.device)
+        finish(out, plan, above)
         return out
 
     # -- storage -----------------------------------------------------------------------
@@ -234,6 +232,19 @@ class LevelDatabase:
             lvs.sort(key=lambda lv: lv.count)
         return cls(levels, {n: int(v) for n, v in json.loads(metadata["caps"]).items()}, shapes,
                    method=metadata.get("method", "sparsegpt"), dense_topup=dense_topup)
+
+
+def finish(out: torch.Tensor, plan: Assembly, above: torch.Tensor | None) -> None:
+    """Complete an assembly in place: ``out`` holds the level below (or the dense weight);
+    copy in the plan's rows of ``above`` (that level expanded) and zero its top-up
+    positions. ``out`` may be a strided view (GPT-2's transposed weights)."""
+    if above is not None and len(plan.rows):
+        rows = plan.rows.to(out.device)
+        out[rows] = above[rows].to(out.dtype)
+    if len(plan.zero):
+        flat = plan.zero.to(out.device)
+        cols = out.shape[1]
+        out.index_put_((flat // cols, flat % cols), torch.zeros((), dtype=out.dtype, device=out.device))
 
 
 def _stored_values(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -386,12 +397,13 @@ class LevelPruner(Pruner):
         self._live = [0] * len(self.layers)
         self._dirty: list[int] = []
         self._expanded: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
+        self._expanded_bytes = 0
         self._cache_bytes = cache_bytes
         self._plans: OrderedDict[tuple[int, int], Assembly] = OrderedDict()
-        # Expanded levels cost 2 bytes a weight: when all fit, expand them now, so that no
-        # evaluation pays for a first use (on a GPU they then live on it).
-        expanded = sum(rows * cols * 2 * len(database.levels[n]) for n, (rows, cols) in database.shapes.items()
-                       if n in {layer.name for layer in self.layers})
+        # When every level fits expanded, expand them now, so that no evaluation pays for a
+        # first use (on a GPU they then live on it).
+        expanded = sum(layer.numel * lv.values.element_size()
+                       for layer in self.layers for lv in database.levels[layer.name])
         if expanded <= cache_bytes:
             for i, layer in enumerate(self.layers):
                 for level in database.levels[layer.name]:
@@ -416,10 +428,10 @@ class LevelPruner(Pruner):
             return self._expanded[key]
         w = self.database.expand(name, level, device)
         self._expanded[key] = w
-        used = sum(t.numel() * t.element_size() for t in self._expanded.values())
-        while used > self._cache_bytes and len(self._expanded) > 1:
+        self._expanded_bytes += w.numel() * w.element_size()
+        while self._expanded_bytes > self._cache_bytes and len(self._expanded) > 1:
             _, old = self._expanded.popitem(last=False)
-            used -= old.numel() * old.element_size()
+            self._expanded_bytes -= old.numel() * old.element_size()
         return w
 
     def _write(self, i: int, k: int) -> None:
@@ -429,13 +441,7 @@ class LevelPruner(Pruner):
             return
         plan = self._plan(i, k)
         w.copy_(self._dense[i] if plan.below is None else self._level_weight(name, plan.below, w.device))
-        if plan.above is not None and len(plan.rows):
-            rows = plan.rows.to(w.device)
-            w[rows] = self._level_weight(name, plan.above, w.device)[rows].to(w.dtype)
-        if len(plan.zero):
-            flat = plan.zero.to(w.device)
-            cols = w.shape[1]
-            w.index_put_((flat // cols, flat % cols), torch.zeros((), dtype=w.dtype, device=w.device))
+        finish(w, plan, None if plan.above is None else self._level_weight(name, plan.above, w.device))
 
     def apply(self, sparsities: Sequence[float]) -> None:
         for i, k in enumerate(self.counts(sparsities)):
