@@ -46,9 +46,14 @@ class ScoreCache:
             return None
 
     def put(self, key: str, scores: dict[str, torch.Tensor]) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(key)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: v.contiguous().cpu() for k, v in scores.items()}, str(tmp))
-        os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-        return path
+        return save_atomically(scores, self._path(key))
+
+
+def save_atomically(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``tensors`` as a safetensors file at ``path`` so that readers see the old file
+    or the whole new one, never a part (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+    return path

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -31,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from prunetune.pruning.cache import save_atomically
 from prunetune.pruning.calibration import InputStats
 from prunetune.pruning.masks import Pruner, parse_nm
 from prunetune.pruning.reconstruction import LayerSolver, SparseGPTConfig
@@ -347,12 +347,7 @@ class LevelCache:
             return None
 
     def put(self, key: str, db: LevelDatabase) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.path(key)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file(db.tensors(), str(tmp), metadata=db.metadata())
-        os.replace(tmp, path)
-        return path
+        return save_atomically(db.tensors(), self.path(key), db.metadata())
 
 
 def grid_counts(layers: Sequence[PrunableLayer], grid: Sequence[float], hi: float) -> tuple[dict[str, list[int]], dict[str, int]]:
