@@ -58,7 +58,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from prunetune.reporting import front_rows
-    from prunetune.runner import run_job
+    from prunetune.service.local_run import run_recorded
     from prunetune.spec import SearchSpec
 
     try:
@@ -81,16 +81,20 @@ def run(
             bar.update(task_id, completed=done, total=total, description=f"{spec.name}: searching", best=label)
 
         try:
-            outcome = run_job(spec, db=db, study_name=study, out_dir=out, workers=workers,
-                              ray_address=ray_address, on_progress=progress)
+            job_id, outcome = run_recorded(spec, db=db, study_name=study, out_dir=out, workers=workers,
+                                           ray_address=ray_address, on_progress=progress)
         except PrunetuneError as err:
             fail(str(err))
     print_front(front_rows(outcome), outcome.quality_name, outcome.dense)
     failed = sum(1 for r in outcome.results if not r.ok)
     console.print(
         f"{len(outcome.results)} trials ({failed} failed) in {outcome.wall_seconds:.1f} s; "
-        f"study {outcome.extra['study_name']!r} in {db}" + (f"; outputs in {out}/" if out else "")
+        f"study {outcome.extra['study_name']!r} in {db}" + (f"; outputs in {out}/" if out else ""),
+        soft_wrap=True,
     )
+    # The last line names the job: `prunetune front/export/status JOB --db ...` work on it.
+    console.print(f"job {job_id} (prunetune export {job_id} --best --out DIR --db {db})",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

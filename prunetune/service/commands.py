@@ -178,14 +178,26 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         job: JobId,
-        trial: Annotated[int, typer.Option(help="trial number (see `prunetune front JOB`)")],
         out: Annotated[Path, typer.Option(help="folder to write the pruned model to")],
+        trial: Annotated[int | None, typer.Option(help="trial number (see `prunetune front JOB`)")] = None,
+        best: Annotated[bool, typer.Option("--best", help="the front point of highest REPORT quality")] = False,
+        sparsity: Annotated[float | None, typer.Option(
+            help="the best front point at least this sparse (a fraction, e.g. 0.7)")] = None,
         url: Url = None, token: Token = None, db: Db = DEFAULT_DB,
     ) -> None:
-        """Write one trial's pruned model."""
+        """Write one front point's pruned model: by --trial, --best or --sparsity."""
+        from prunetune.service.export import pick_point
+
+        chosen = [name for name, given in (("--trial", trial is not None), ("--best", best),
+                                           ("--sparsity", sparsity is not None)) if given]
+        if len(chosen) != 1:
+            _fail(f"give exactly one of --trial N, --best or --sparsity X; got {', '.join(chosen) or 'none'}")
         try:
-            written = _client(url, token, db).export(job, trial, out.resolve() if not url else out)
-        except PrunetuneError as err:
+            client = _client(url, token, db)
+            if trial is None:
+                trial = pick_point(client.pareto_front(job), job=job, best=best, sparsity=sparsity).trial
+            written = client.export(job, trial, out.resolve() if not url else out)
+        except (PrunetuneError, ValueError) as err:
             _fail(str(err))
         typer.echo(f"exported job {job} trial {trial} ({written['format']}, {written['nbytes']} bytes) to")
         typer.echo(written["path"])

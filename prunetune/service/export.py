@@ -58,3 +58,31 @@ def export_trial(spec: SearchSpec, allocation: dict[str, float], out: str | Path
             write_masked_safetensors(bench.loaded.model, out, meta)
             fmt = "safetensors-masked"
     return {"path": str(out), "nbytes": _bytes_under(out), "format": fmt}
+
+
+def pick_point(points: list[Any], *, job: int, best: bool = False, sparsity: float | None = None) -> Any:
+    """The front point ``prunetune export --best`` / ``--sparsity X`` means.
+
+    ``best``: the point of highest quality (REPORT split where every point has it, else
+    the search split). ``sparsity``: the best point at least that sparse (a fraction).
+
+    Raises:
+        ValueError: naming the option, the value and what the front allows.
+    """
+    if sparsity is not None and not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"option '--sparsity': got {sparsity}; give a fraction in [0, 1), e.g. 0.7")
+    if not points:
+        raise ValueError(f"job {job} has no completed trial yet: its front is empty, nothing to export")
+    reported = all(isinstance(p.report.get(p.quality_name), float) for p in points)
+
+    def quality(p: Any) -> float:
+        return float(p.report[p.quality_name] if reported else p.quality)
+
+    pool = points
+    if sparsity is not None:
+        pool = [p for p in points if p.sparsity is not None and p.sparsity >= sparsity - 1e-9]
+        if not pool:
+            top = max((p.sparsity for p in points if p.sparsity is not None), default=0.0)
+            raise ValueError(f"option '--sparsity': got {sparsity}; job {job}'s front reaches at most "
+                             f"{top:.4f}: give a value <= {top:.4f}")
+    return max(pool, key=lambda p: (quality(p), -p.trial))

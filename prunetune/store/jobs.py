@@ -106,6 +106,31 @@ class JobStore:
             job.study_name = study_name_for(job.id)
             return JobInfo.of(job)
 
+    def queue_on_study(self, spec: dict[str, Any], *, name: str, trials: int, study_name: str,
+                       owner: str = "local") -> JobInfo:
+        """Queue a job on the study ``study_name`` (``prunetune run --study``): a new job,
+        or the finished job that already holds this study, queued again with the new spec
+        (its completed trials are kept and the search resumes from them).
+
+        Raises:
+            ConflictError: the job on this study is queued or running now.
+        """
+        with session_scope(self.engine) as s:
+            job = s.scalar(select(Job).where(Job.study_name == study_name))
+            if job is None:
+                job = Job(name=name, spec=spec, owner=owner, state=JobState.QUEUED, trials_total=trials,
+                          created_at=utcnow(), attempts=0, cancel_requested=False, trials_done=0,
+                          study_name=study_name)
+                s.add(job)
+                s.flush()
+                return JobInfo.of(job)
+            if not JobState(job.state).finished:
+                raise ConflictError("study", study_name,
+                                    f"job {job.id} is {JobState(job.state).value} on it; wait for it or cancel it")
+            job.spec, job.name, job.trials_total, job.state = spec, name, trials, JobState.QUEUED
+            job.cancel_requested, job.error, job.finished_at, job.attempts = False, None, None, 0
+            return JobInfo.of(job)
+
     def get(self, job_id: int) -> JobInfo:
         with session_scope(self.engine) as s:
             job = s.get(Job, job_id)

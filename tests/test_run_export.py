@@ -1,0 +1,91 @@
+"""From `prunetune run` to a deployed model, as a user does it: run a spec, export a front
+point by `--best` / `--sparsity`, load it with plain transformers (unstructured) or
+`load_pruned` (structured), and get the quality the front reported on the REPORT split."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import minilm_spec_dict
+
+import prunetune
+from prunetune.evaluators.sources import load_model
+from prunetune.evaluators.tasks import build_task
+from prunetune.service.jobs import JobService
+from prunetune.spec import SearchSpec
+
+BIN = Path(sys.executable).parent / "prunetune"
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(prunetune.__file__).parents[1]), COLUMNS="200")
+    return subprocess.run([str(BIN), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+
+
+def _run_spec(tmp: Path, **overrides: object) -> tuple[SearchSpec, str, int]:
+    data = minilm_spec_dict(budget={"trials": 3}, report={"baselines": []}, **overrides)
+    (tmp / "spec.yaml").write_text(yaml.safe_dump(data))
+    db = f"sqlite:///{tmp / 'jobs.db'}"
+    proc = _cli(["run", "spec.yaml", "--db", db], tmp)
+    assert proc.returncode == 0, proc.stderr
+    last = [ln for ln in proc.stdout.splitlines() if ln.strip()][-1]
+    match = re.match(r"job (\d+)\b", last)
+    assert match, proc.stdout
+    return SearchSpec.from_dict(data), db, int(match.group(1))
+
+
+def _export(tmp: Path, db: str, job: int, *how: str) -> tuple[int, Path]:
+    proc = _cli(["export", str(job), *how, "--out", "exported", "--db", db], tmp)
+    assert proc.returncode == 0, proc.stderr
+    trial = int(re.search(r"trial (\d+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    return trial, Path(proc.stdout.strip().splitlines()[-1])
+
+
+def _report_quality(spec: SearchSpec, model: object) -> float:
+    """The REPORT-split quality of ``model``, measured against the dense model's outputs."""
+    dense = load_model(spec.model, seed=spec.seed)
+    task = build_task(dense, spec.task)
+    task.prepare(dense.model)
+    return task.score(model, "report")[task.quality_name]  # type: ignore[arg-type]
+
+
+def test_run_records_a_job_and_export_best_loads_with_from_pretrained(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    spec, db, job = _run_spec(tmp_path)
+    status = JobService(db).get(job)
+    assert status["state"] == "succeeded" and status["progress"]["done"] == 3
+    front = {p["trial"]: p for p in JobService(db).front(job)}
+    assert front
+
+    trial, path = _export(tmp_path, db, job, "--best")
+    best = max(front.values(), key=lambda p: p["report"]["fidelity"])
+    assert trial == best["trial"]
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    assert _report_quality(spec, model) == pytest.approx(best["report"]["fidelity"], abs=1e-5)
+
+
+def test_export_sparsity_picks_the_best_point_at_least_that_sparse_and_names_bad_values(tmp_path: Path) -> None:
+    spec, db, job = _run_spec(tmp_path, space={"criterion": "wanda", "max": 0.9, "step": 0.05,
+                                               "granularity": "heads"})
+    front = JobService(db).front(job)
+    floor = min(p["sparsity"] for p in front)
+    trial, path = _export(tmp_path, db, job, "--sparsity", str(floor))
+    eligible = [p for p in front if p["sparsity"] >= floor]
+    chosen = max(eligible, key=lambda p: p["report"]["fidelity"])
+    assert trial == chosen["trial"]
+    model = prunetune.load_pruned(path)
+    assert _report_quality(spec, model) == pytest.approx(chosen["report"]["fidelity"], abs=1e-5)
+
+    top = max(p["sparsity"] for p in front)
+    proc = _cli(["export", str(job), "--sparsity", "0.99", "--out", "x", "--db", db], tmp_path)
+    assert proc.returncode != 0
+    assert "'--sparsity'" in proc.stderr and "0.99" in proc.stderr and f"{top:.4f}" in proc.stderr
+    both = _cli(["export", str(job), "--best", "--trial", "0", "--out", "x", "--db", db], tmp_path)
+    assert both.returncode != 0 and "exactly one of --trial N, --best or --sparsity X" in both.stderr
