@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -83,12 +83,35 @@ class PruneReport:
         return "\n".join(lines)
 
 
-def _as_calibration(calibration: Calibration | Sequence[Any] | None, loss: Callable[..., torch.Tensor] | None) -> Calibration | None:
+CALIBRATION_FORMS = (
+    "a batch or a list of batches, each a tokenizer's BatchEncoding, a dict of tensors, a tensor "
+    "or a tuple of model arguments; a torch DataLoader (or any iterable of batches); or a prunetune Calibration"
+)
+
+
+def _as_calibration(calibration: Any, loss: Callable[..., torch.Tensor] | None) -> Calibration | None:
+    """A :class:`Calibration` from what users pass (see ``CALIBRATION_FORMS``).
+
+    Raises:
+        TypeError: naming ``calibration``, the type it got and the forms allowed.
+    """
     if calibration is None or isinstance(calibration, Calibration):
         if loss is not None and calibration is not None:
             return replace(calibration, loss=loss)  # the caller's object stays as it was
         return calibration
-    return Calibration(list(calibration), loss=loss)
+    if isinstance(calibration, (Mapping, torch.Tensor)):  # one batch
+        batches = [calibration]
+    elif isinstance(calibration, Iterable) and not isinstance(calibration, (str, bytes)):
+        batches = list(calibration)  # a list or tuple of batches, a DataLoader, a generator
+    else:
+        raise TypeError(f"calibration: got {type(calibration).__name__}; allowed: {CALIBRATION_FORMS}")
+    for i, batch in enumerate(batches):
+        if not isinstance(batch, (Mapping, torch.Tensor, list, tuple)):
+            raise TypeError(f"calibration[{i}]: got {type(batch).__name__}; each batch is a BatchEncoding, "
+                            f"a dict of tensors, a tensor or a tuple of model arguments (allowed: {CALIBRATION_FORMS})")
+    if not batches:
+        raise ValueError(f"calibration: got no batches; allowed: {CALIBRATION_FORMS}")
+    return Calibration(batches, loss=loss)
 
 
 def _resolve(allocation: Allocation, names: list[str], what: str) -> list[float]:
@@ -152,7 +175,7 @@ def prune(
     *,
     criterion: str = "magnitude",
     granularity: str = "unstructured",
-    calibration: Calibration | Sequence[Any] | None = None,
+    calibration: Any = None,
     loss: Callable[[nn.Module, Any], torch.Tensor] | None = None,
     mode: Mode = "per-layer",
     groups: Groups = "row",
@@ -177,7 +200,9 @@ def prune(
         criterion: a name from ``prunetune.pruning.importance.CRITERIA``.
         granularity: unstructured, N:M (``"2:4"``), heads, neurons, heads+neurons,
             blocks or channels.
-        calibration: batches (or a :class:`Calibration`) for data-driven criteria.
+        calibration: data for data-driven criteria: one batch or a list of batches (each a
+            tokenizer's ``BatchEncoding``, a dict of tensors, a tensor, or a tuple of model
+            arguments), a ``DataLoader``, or a :class:`Calibration`.
         loss: ``loss(model, batch)`` for gradient criteria (else the output's ``.loss``).
         mode: per-layer, global, threshold or progressive (``steps`` steps, calling
             ``recover(model, step)`` after each; pruned weights stay zero).
@@ -191,6 +216,7 @@ def prune(
             reconstruction. Per-layer mode.
 
     Raises:
+        TypeError: ``calibration`` of another form (naming it and the forms allowed).
         ValueError: naming the argument and value: a sparsity outside [0, 1), an M that
             does not divide a layer's input dimension, a head count that does not fit the
             key/value groups, an unknown layer name, an unsupported criterion/granularity.

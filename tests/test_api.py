@@ -112,3 +112,42 @@ def test_m_that_does_not_divide_the_input_dimension_is_named() -> None:
 def test_apoz_on_heads_says_which_granularities_it_takes() -> None:
     with pytest.raises(ValueError, match="supports: neurons, channels"):
         prunetune.prune(small_cnn(), 0.5, criterion="apoz", granularity="heads")
+
+
+def test_calibration_takes_what_a_tokenizer_returns_a_dataloader_and_tensors() -> None:
+    """A tokenizer's BatchEncoding (alone or in a list) gives the masks a plain dict gives,
+    and so does a DataLoader of dicts; a tensor batch calibrates a plain module."""
+    from pydoc_data.topics import topics
+
+    from torch.utils.data import DataLoader
+    from transformers import BertModel, BertTokenizerFast
+
+    from prunetune.evaluators.sources import minilm_path
+
+    tok = BertTokenizerFast.from_pretrained(minilm_path(), local_files_only=True)
+    enc = tok([topics[k][:400] for k in sorted(topics)[:8]], return_tensors="pt", padding=True)
+
+    def pruned(calibration: object) -> dict[str, torch.Tensor]:
+        model = BertModel.from_pretrained(minilm_path(), local_files_only=True).eval()
+        prunetune.prune(model, 0.5, criterion="wanda", calibration=calibration)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    as_dict = pruned([dict(enc)])
+    for form in ([enc], enc, DataLoader([dict(enc)], batch_size=None)):
+        got = pruned(form)
+        assert all(torch.equal(got[k], as_dict[k]) for k in as_dict)
+
+    x = torch.randn(8, 16)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    report = prunetune.prune(model, 0.5, criterion="wanda", calibration=x)
+    assert report.sparsity == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("calibration", "message"), [
+    ("data.txt", r"calibration: got str; allowed: a batch or a list of batches"),
+    (42, r"calibration: got int; allowed: .*DataLoader"),
+    (["some text"], r"calibration\[0\]: got str; each batch is a BatchEncoding"),
+])
+def test_calibration_of_another_form_is_named(calibration: object, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        prunetune.prune(tiny_bert(), 0.5, criterion="wanda", calibration=calibration)

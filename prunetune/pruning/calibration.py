@@ -6,7 +6,7 @@ and the hooks vanish when the ``with`` block ends, also on error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,8 +120,9 @@ def collect_input_stats(
 
 
 def default_forward(model: nn.Module, batch: Any) -> Any:
-    """``model(**batch)`` for a mapping, ``model(*batch)`` for a tuple/list, else ``model(batch)``."""
-    if isinstance(batch, dict):
+    """``model(**batch)`` for a mapping (a dict, a tokenizer's ``BatchEncoding``),
+    ``model(*batch)`` for a tuple/list, else ``model(batch)``."""
+    if isinstance(batch, Mapping):
         return model(**batch)
     if isinstance(batch, (tuple, list)):
         return model(*batch)
