@@ -42,6 +42,10 @@ class AuthError(ClientError):
     """No token, or the token was refused (HTTP 401)."""
 
 
+class UnreachableError(ClientError):
+    """The service could not be reached (refused, timed out, no such host)."""
+
+
 @dataclass(frozen=True)
 class FrontPoint:
     trial: int
@@ -104,8 +108,8 @@ class Job:
     def cancel(self) -> JobStatus:
         return self.client.cancel(self.id)
 
-    def export(self, trial: int, out: str | Path) -> dict[str, Any]:
-        return self.client.export(self.id, trial, out)
+    def export(self, trial: int, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+        return self.client.export(self.id, trial, out, overwrite=overwrite)
 
     def comparison(self) -> dict[str, Any] | None:
         return self.client.comparison(self.id)
@@ -130,23 +134,56 @@ class _Http:
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
         import httpx
 
+        try:
+            parsed = httpx.URL(url)
+            ok = parsed.scheme in ("http", "https") and bool(parsed.host)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ClientError(f"service URL: got {url!r}; an http(s) URL such as http://127.0.0.1:8000",
+                              field="url", value=url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
     def call(self, method: str, path: str, **kw: Any) -> Any:
-        resp = self.http.request(method, path, **kw)
+        import httpx
+
+        try:
+            resp = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:  # refused, timed out, no such host, a broken answer
+            raise UnreachableError(f"cannot reach the service at {self.url}: {type(exc).__name__}"
+                                   + (f": {exc}" if str(exc) else ""), field="url", value=self.url) from exc
         if resp.status_code < 400:
-            return resp.json()
+            try:
+                return resp.json()
+            except ValueError:
+                raise ClientError(f"the service at {self.url} answered {method} {path} with something "
+                                  f"that is not JSON (HTTP {resp.status_code}); is it a prunetune server?",
+                                  resp.status_code, "url", self.url) from None
         try:
             err = resp.json().get("error", {})
-        except ValueError:
-            err = {"message": resp.text}
+            if not isinstance(err, dict):
+                raise ValueError
+        except (ValueError, AttributeError):
+            err = {"message": f"HTTP {resp.status_code} from {self.url}: {resp.text[:200]}"}
         cls = AuthError if resp.status_code == 401 else ClientError
         raise cls(err.get("message", f"HTTP {resp.status_code}"), resp.status_code,
                   err.get("field"), err.get("value"), err.get("allowed"))
 
-    def submit(self, spec: dict[str, Any]) -> Any:
-        return self.call("POST", "/jobs", json={"spec": spec})
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None, retries: int = 2) -> Any:
+        """POST the job; a lost connection or a timeout is retried with the same key, so
+        the service queues the job once however many attempts reached it."""
+        import httpx
+
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        for attempt in range(retries + 1):
+            try:
+                return self.call("POST", "/jobs", json={"spec": spec}, headers=headers)
+            except UnreachableError as err:
+                if not idempotency_key or attempt == retries or not isinstance(err.__cause__, httpx.TransportError):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, job_id: int) -> Any:
         return self.call("GET", f"/jobs/{job_id}")
@@ -163,8 +200,8 @@ class _Http:
     def cancel(self, job_id: int) -> Any:
         return self.call("POST", f"/jobs/{job_id}/cancel")
 
-    def export(self, job_id: int, trial: int, out: str) -> Any:
-        return self.call("POST", f"/jobs/{job_id}/export", json={"trial": trial, "out": out})
+    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False) -> Any:
+        return self.call("POST", f"/jobs/{job_id}/export", json={"trial": trial, "out": out, "overwrite": overwrite})
 
     def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
         return self.call("POST", "/schedules", json={"spec": spec, "cron": cron, "name": name, **options})
@@ -182,7 +219,13 @@ class _Http:
         return self.call("GET", f"/jobs/{job_id}/comparison")
 
     def report(self, job_id: int) -> str:
-        resp = self.http.get(f"/jobs/{job_id}/report")
+        import httpx
+
+        try:
+            resp = self.http.get(f"/jobs/{job_id}/report")
+        except httpx.HTTPError as exc:
+            raise UnreachableError(f"cannot reach the service at {self.url}: {type(exc).__name__}",
+                                   field="url", value=self.url) from exc
         if resp.status_code >= 400:
             return str(self.call("GET", f"/jobs/{job_id}/report"))  # raises with the error
         return resp.text
@@ -208,8 +251,8 @@ class _Embedded:
         except ConflictError as err:
             raise ClientError(str(err), 409, err.field, err.value, err.allowed) from err
 
-    def submit(self, spec: dict[str, Any]) -> Any:
-        return self.call(self.service.submit, spec, self.owner)
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> Any:
+        return self.call(self.service.submit, spec, self.owner, idempotency_key)
 
     def get(self, job_id: int) -> Any:
         return self.call(self.service.get, job_id)
@@ -226,8 +269,8 @@ class _Embedded:
     def cancel(self, job_id: int) -> Any:
         return self.call(self.service.cancel, job_id)
 
-    def export(self, job_id: int, trial: int, out: str) -> Any:
-        return self.call(self.service.export, job_id, trial, out)
+    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False) -> Any:
+        return self.call(lambda: self.service.export(job_id, trial, out, overwrite=overwrite))
 
     def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
         return self.call(lambda: self.service.schedule(spec, cron, name, self.owner, **options))
@@ -285,15 +328,24 @@ class Client:
     def close(self) -> None:
         self._backend.close()
 
-    def submit(self, spec: Any) -> Job:
+    def submit(self, spec: Any, *, idempotency_key: str | None = None) -> Job:
         """Queue a job. ``spec``: a SearchSpec, a mapping or a YAML path.
+
+        ``idempotency_key`` (default: a new random one per call) is sent as the
+        ``Idempotency-Key`` header; a submission that timed out or lost its connection is
+        retried with it, and the service answers a retry with the first job, so a job is
+        queued once. Pass your own key to make retries across processes safe too.
 
         Raises:
             SpecError: the spec was rejected (``err.field`` names the field, e.g. ``spec.task.kind``).
             AuthError: no or a bad token.
+            ClientError: the key was used before for another spec (409).
         """
+        import uuid
+
+        key = idempotency_key if idempotency_key is not None else uuid.uuid4().hex
         try:
-            return Job(self, int(self._backend.submit(_spec_payload(spec))["id"]))
+            return Job(self, int(self._backend.submit(_spec_payload(spec), key)["id"]))
         except ClientError as err:
             if err.status == 422 and err.field:
                 raise SpecError(err.field, err.value, err.allowed or str(err)) from None
@@ -332,9 +384,11 @@ class Client:
     def cancel(self, job_id: int) -> JobStatus:
         return JobStatus.of(self._backend.cancel(job_id))
 
-    def export(self, job_id: int, trial: int, out: str | Path) -> dict[str, Any]:
-        """Write a completed trial's pruned model to ``out`` (a folder where the service runs)."""
-        return dict(self._backend.export(job_id, trial, str(out)))
+    def export(self, job_id: int, trial: int, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+        """Write a completed trial's pruned model to ``out`` (a folder where the service
+        runs): a new or empty folder, or with ``overwrite`` one whose files are replaced
+        (atomically). Raises ClientError (409) on a non-empty folder without it."""
+        return dict(self._backend.export(job_id, trial, str(out), overwrite))
 
     def schedule(self, spec: Any, cron: str, name: str, *, timezone: str = "UTC", catch_up: str = "once",
                  warm_start: bool = True, reseed: bool = True) -> dict[str, Any]:

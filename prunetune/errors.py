@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+# Values echoed in error messages are cut to this many characters: a request can carry
+# megabytes, and its error should not.
+SHOWN_CHARS = 200
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)``, cut to ``limit`` characters (with how many were left out)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
 
 class PrunetuneError(Exception):
     """Base class for errors raised by prunetune."""
@@ -17,7 +29,7 @@ class SpecError(PrunetuneError, ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"spec field '{field}': got {value!r}; {allowed}")
+        super().__init__(f"spec field '{field}': got {shown(value)}; {allowed}")
 
 
 class BudgetError(PrunetuneError, ValueError):

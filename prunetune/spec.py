@@ -319,9 +319,13 @@ class SearchSpec(_Strict):
         if not p.is_file():
             raise SpecError("<file>", str(path), "no such file; give the path of a YAML spec")
         try:
-            data = yaml.safe_load(p.read_text())
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
             raise SpecError("<file>", str(path), f"not valid YAML ({err})") from None
+        except UnicodeDecodeError as err:  # the offset, not the byte: errors never quote a file
+            raise SpecError("<file>", str(path), f"not UTF-8 text (byte {err.start} is not UTF-8)") from None
+        except OSError as err:
+            raise SpecError("<file>", str(path), f"a readable YAML file ({err.strerror or type(err).__name__})") from None
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:

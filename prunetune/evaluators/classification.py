@@ -55,6 +55,13 @@ def _labels(raw: Sequence[Any], model: nn.Module, column: str) -> torch.Tensor:
     return torch.tensor([mapping[str(v)] for v in raw], dtype=torch.long)
 
 
+def _missing_column(rows: Sequence[dict[str, Any]]) -> str:
+    # The file's header names are its contents: count them, do not quote them (a job's
+    # error is shown to whoever submitted it).
+    width = len(rows[0]) if rows else 0
+    return f"a column every row of task.data has (its first row has {width} columns, none of this name)"
+
+
 def _sklearn(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     import sklearn.datasets as ds
 
@@ -122,12 +129,12 @@ class ClassificationTask(Task):
                             "classification reads a local .csv/.jsonl file, 'sklearn:<set>' or 'digits'")
         rows = read_records(spec.data)
         if any(spec.label_column not in r for r in rows):
-            raise SpecError("task.label_column", spec.label_column, f"every row needs it; columns: {sorted(rows[0])}")
+            raise SpecError("task.label_column", spec.label_column, _missing_column(rows))
         y = _labels([r[spec.label_column] for r in rows], loaded.model, spec.label_column)
         cut = _cut(len(rows), spec)
         if self._tok is not None:
             if any(spec.text_column not in r for r in rows):
-                raise SpecError("task.text_column", spec.text_column, f"every row needs it; columns: {sorted(rows[0])}")
+                raise SpecError("task.text_column", spec.text_column, _missing_column(rows))
             for split, idx in cut.items():
                 self._texts[split] = [str(rows[i][spec.text_column]) for i in idx]
                 self._y[split] = y[idx]
@@ -135,9 +142,9 @@ class ClassificationTask(Task):
         cols = [c for c in rows[0] if c != spec.label_column]
         try:
             x = torch.tensor([[float(r[c]) for c in cols] for r in rows], dtype=torch.float32)
-        except (TypeError, ValueError, KeyError) as err:
-            raise SpecError("task.data", spec.data,
-                            f"a model without a tokenizer needs numeric feature columns ({err})") from None
+        except (TypeError, ValueError, KeyError):
+            raise SpecError("task.data", spec.data, "a model without a tokenizer needs numeric feature columns "
+                            f"(every column but {spec.label_column!r}; some value is not a number)") from None
         for split, idx in cut.items():
             self._x[split], self._y[split] = x[idx], y[idx]
 

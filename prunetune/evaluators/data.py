@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import random
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.errors import SpecError
+from prunetune.paths import confine_open
 
 # Fixed so that the REPORT split is the same for every job and every seed: results of
 # different searches stay comparable.
@@ -66,28 +68,48 @@ def text_chunks(data: str, kind: str) -> list[str]:
     """
     if data == "pydoc":
         return pydoc_chunks()
-    path = Path(data).expanduser()
+    path = confine_open("task.data", data)
     if path.suffix == ".txt" and path.is_file():
-        return _chunk_text(path.read_text(encoding="utf-8"), 8, 60)
+        return _chunk_text(_read_utf8(path, data), 8, 60)
     raise SpecError("task.data", data, f"the {kind} task reads 'pydoc' or a local .txt file")
 
 
+def _read_utf8(p: Path, given: str) -> str:
+    """The file's text. Errors name the file and the position, never its bytes: a job's
+    error is visible to whoever submitted it, who may not be the file's reader."""
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError("task.data", given, f"a UTF-8 text file (the byte at offset {err.start} is not UTF-8)") from None
+    except OSError as err:
+        raise SpecError("task.data", given, f"a readable file ({err.strerror or type(err).__name__})") from None
+
+
 def read_records(path: str) -> list[dict[str, Any]]:
-    """Rows of a local ``.csv`` (header row) or ``.jsonl`` (one JSON object a line) file."""
-    p = Path(path).expanduser()
+    """Rows of a local ``.csv`` (header row) or ``.jsonl`` (one JSON object a line) file.
+
+    Raises:
+        SpecError: on ``task.data``, naming the file and line, never quoting its contents.
+    """
+    p = confine_open("task.data", path)
     if not p.is_file():
         raise SpecError("task.data", path, "no such file; give a local .csv or .jsonl file")
     if p.suffix == ".csv":
-        with p.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
+        try:
+            return list(csv.DictReader(io.StringIO(_read_utf8(p, path), newline="")))
+        except csv.Error as err:
+            raise SpecError("task.data", path, f"a CSV file with a header row ({err})") from None
     if p.suffix == ".jsonl":
         rows = []
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(_read_utf8(p, path).splitlines(), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise SpecError("task.data", f"{path}:{n}", f"not valid JSON ({err})") from None
+                    raise SpecError("task.data", f"{path}:{n}", f"not valid JSON ({err.msg} at column {err.colno})") from None
+                if not isinstance(row, dict):
+                    raise SpecError("task.data", f"{path}:{n}", f"one JSON object a line; got a {type(row).__name__}")
+                rows.append(row)
         return rows
     raise SpecError("task.data", path, "allowed file types: .csv, .jsonl")
 

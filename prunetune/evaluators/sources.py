@@ -148,8 +148,11 @@ def load_model(spec: ModelSpec, seed: int = 0) -> LoadedModel:
     if spec.source == "digits":
         return load_digits_mlp(seed=seed)
     if spec.path is not None:
+        from prunetune.paths import confine_open
+
+        path = str(confine_open("model.path", spec.path))  # the runner's own check (symlinks swapped in)
         try:
-            return load_hf_directory(spec.path)
+            return load_hf_directory(path)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
             # transformers' own messages name files, not the spec field; say which field.
             raise SpecError(

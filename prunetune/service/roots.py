@@ -1,43 +1,39 @@
-"""Where the service may read models and data and write exports.
+"""Where the service may read models and data and write exports, and which code it runs.
 
-``PRUNETUNE_ROOTS`` (folders separated by ``os.pathsep``; ``prunetune serve --roots``
-sets it) confines every path a request names: ``spec.model.path``, a file
-``spec.task.data`` and an export's ``out`` must resolve (symlinks followed) inside one
-of them. Unset, paths are not confined, but a request path with a ``..`` component is
-refused all the same.
+Paths are confined by :func:`prunetune.paths.confine` (the one confinement function;
+see there for ``PRUNETUNE_ROOTS``). This module applies it to every path a submitted
+spec carries: ``model.path``, a file ``task.data`` and every ``strategy.options.*_path``.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prunetune.errors import SpecError
+from prunetune.paths import ROOTS_ENV, configured_roots, confine
 
-ROOTS_ENV = "PRUNETUNE_ROOTS"
+__all__ = [
+    "CODE_ENV",
+    "ROOTS_ENV",
+    "check_paths_at_open",
+    "code_allowed",
+    "configured_roots",
+    "confine",
+    "confine_spec",
+    "is_data_path",
+    "refuse_code",
+]
+
 # model.factory and task.function import and run code on the workers: a server accepts
 # them only when its operator says so.
 CODE_ENV = "PRUNETUNE_ALLOW_CODE"
 # task.data values that name bundled data, not files.
 _BUNDLED_DATA = ("pydoc", "digits")
-
-
-def configured_roots() -> list[Path] | None:
-    raw = os.environ.get(ROOTS_ENV, "")
-    roots = [Path(r).expanduser().resolve() for r in raw.split(os.pathsep) if r.strip()]
-    return roots or None
-
-
-def confine(field: str, path: str, roots: list[Path] | None = None) -> Path:
-    """``path`` resolved, if it is allowed; otherwise a SpecError naming ``field``."""
-    roots = roots if roots is not None else configured_roots()
-    if ".." in Path(path).parts:
-        raise SpecError(field, path, "a path without '..' components (path traversal is refused)")
-    resolved = Path(path).expanduser().resolve()
-    if roots is not None and not any(resolved.is_relative_to(r) for r in roots):
-        shown = ", ".join(str(r) for r in roots)
-        raise SpecError(field, path, f"a path inside the configured roots ({ROOTS_ENV}={shown})")
-    return resolved
+# strategy options whose names end so are files the strategy reads or writes
+# (policy-gradient's policy_path; any later one is confined by its name alone).
+PATH_OPTION_SUFFIX = "_path"
 
 
 def is_data_path(data: str) -> bool:
@@ -62,13 +58,51 @@ def refuse_code(data: object) -> None:
                         f"runs code on the workers; this server refuses it unless {CODE_ENV}=1")
 
 
-def confine_spec(data: object) -> None:
-    """Check the paths of a submitted (raw) spec before it is parsed, so a refused path is
-    never even looked at (no 'no such directory' answers about folders outside the roots)."""
+def confine_spec(data: Any) -> Any:
+    """The submitted (raw) spec with every path it carries confined and made absolute,
+    checked before the spec is parsed, so a refused path is never even looked at (no 'no
+    such directory' answers about folders outside the roots). The stored spec names the
+    resolved files, so the runner opens what was checked, not a path relative to its own
+    working folder. Anything that is not a spec mapping is returned as given (the parser
+    names what is wrong with it)."""
     if not isinstance(data, dict):
-        return
-    model, task = data.get("model"), data.get("task")
-    if isinstance(model, dict) and isinstance(model.get("path"), str):
-        confine("spec.model.path", model["path"])
+        return data
+    out = dict(data)
+    model, task, strategy = data.get("model"), data.get("task"), data.get("strategy")
+    if isinstance(model, dict) and model.get("path") is not None:
+        out["model"] = {**model, "path": str(confine("spec.model.path", model["path"]))}
     if isinstance(task, dict) and isinstance(task.get("data"), str) and is_data_path(task["data"]):
-        confine("spec.task.data", task["data"])
+        out["task"] = {**task, "data": str(confine("spec.task.data", task["data"]))}
+    if isinstance(strategy, dict) and isinstance(strategy.get("options"), dict):
+        options = dict(strategy["options"])
+        for key, value in strategy["options"].items():
+            if isinstance(key, str) and key.endswith(PATH_OPTION_SUFFIX) and value is not None:
+                options[key] = str(confine(f"spec.strategy.options.{key}", value))
+        out["strategy"] = {**strategy, "options": options}
+    return out
+
+
+def check_paths_at_open(spec: dict[str, Any]) -> None:
+    """The runner's check of a stored spec before it opens anything: every path confined
+    again (a symlink swapped in since submit is refused), and a ``policy_path`` that exists
+    must be a policy file. Errors name the file, never its contents (torch's own message
+    would quote its first byte)."""
+    confine_spec(spec)
+    options = (spec.get("strategy") or {}).get("options") or {}
+    policy = options.get("policy_path")
+    if not isinstance(policy, str) or not Path(policy).exists():
+        return
+    if not Path(policy).is_file():
+        raise SpecError("strategy.options.policy_path", policy, "a policy file (or a path where one is written); "
+                        "this is a folder")
+    import torch
+
+    try:
+        state = torch.load(policy, weights_only=True)
+    except Exception as err:
+        raise SpecError("strategy.options.policy_path", policy,
+                        f"a policy file written by the policy-gradient strategy; this file is not one "
+                        f"({type(err).__name__})") from None
+    if not isinstance(state, dict) or "state" not in state:
+        raise SpecError("strategy.options.policy_path", policy,
+                        "a policy file written by the policy-gradient strategy; this file is not one")

@@ -154,6 +154,7 @@ class Worker:
     def run_claimed(self, job: JobInfo, on_progress: Callable[[int, int], None] | None = None) -> JobState:
         """Run a job this runner holds; returns the state it was closed with."""
         from prunetune.runner import run_job
+        from prunetune.service.roots import check_paths_at_open
         from prunetune.spec import SearchSpec
 
         log.info("runner %s: job %d (%s), attempt %d", self.id, job.id, job.name, job.attempts)
@@ -183,6 +184,7 @@ class Worker:
             hb.beat()
             error: str | None = None
             try:
+                check_paths_at_open(job.spec)
                 spec = SearchSpec.from_dict(job.spec)
                 if not hb.should_stop():
                     # A scheduled job: seed it with the previous run's front, compare after.

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from prunetune.errors import PrunetuneError
+from prunetune.errors import PrunetuneError, shown
 
 VERSION_TABLE = "prunetune_alembic_version"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -38,7 +38,7 @@ class NotFoundError(StoreError, LookupError):
     def __init__(self, kind: str, key: object) -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} does not exist")
+        super().__init__(f"{kind} {shown(key)} does not exist")
 
 
 class ConflictError(StoreError):
@@ -51,11 +51,59 @@ class ConflictError(StoreError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"field '{field}': got {value!r}; {allowed}")
+        super().__init__(f"field '{field}': got {shown(value)}; {allowed}")
 
 
 class DatabaseUnavailableError(StoreError):
     """The database could not be reached or is locked."""
+
+
+def check_url(url: str, *, existing: bool = False, connect: bool = True) -> None:
+    """Check a database URL before anything is loaded or created, with one-line errors:
+    a SQLAlchemy URL, a driver that is installed, for SQLite a folder that exists (and
+    with ``existing`` a database file there), and with ``connect`` a server that answers.
+    Creates nothing.
+
+    Raises:
+        StoreError: naming the URL (password hidden) and what is wrong.
+        DatabaseUnavailableError: the server did not answer.
+    """
+    from sqlalchemy import exc
+
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError):
+        raise StoreError(f"database URL {shown(url)}: not a SQLAlchemy URL; give one such as "
+                         "sqlite:///prunetune.db or postgresql+psycopg://user@host/db") from None
+    shown_url = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (exc.NoSuchModuleError, ImportError) as err:
+        raise StoreError(f"database URL {shown_url!r}: driver {parsed.drivername!r} is not available "
+                         f"({type(err).__name__}: {err}); install it or use sqlite:/// or "
+                         "postgresql+psycopg://") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:":
+            return
+        path = Path(database).expanduser()
+        if not path.parent.is_dir():
+            raise StoreError(f"database URL {shown_url!r}: folder {str(path.parent)!r} does not exist "
+                             "(prunetune creates no folders for --db; create it first)")
+        if existing and not path.is_file():
+            raise StoreError(f"database URL {shown_url!r}: no database file at {str(path)!r}")
+        return
+    if connect:
+        engine = create_engine(url, pool_pre_ping=True)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except exc.SQLAlchemyError as err:
+            reason = str(getattr(err, "orig", err) or err).strip().splitlines()
+            raise DatabaseUnavailableError(f"cannot connect to {shown_url!r}: "
+                                           f"{reason[0] if reason else type(err).__name__}") from None
+        finally:
+            engine.dispose()
 
 
 def is_sqlite(url: str) -> bool:

@@ -95,15 +95,44 @@ class JobStore:
     # -- client side ---------------------------------------------------------------
 
     def submit(self, spec: dict[str, Any], *, name: str, trials: int, owner: str = "local",
-               schedule_id: int | None = None) -> JobInfo:
-        """Queue a job for an already validated spec (``SearchSpec.to_dict()``)."""
+               schedule_id: int | None = None, idempotency_key: str | None = None) -> JobInfo:
+        """Queue a job for an already validated spec (``SearchSpec.to_dict()``).
+
+        With ``idempotency_key`` the owner's job submitted under that key is returned
+        if there is one (a retry), and a new one queued otherwise; two submissions racing
+        with one key queue one job (the unique key decides, the loser reads the winner's).
+
+        Raises:
+            ConflictError: the key was used for another spec (field ``Idempotency-Key``).
+        """
+        if idempotency_key is not None:
+            first = self._by_key(owner, idempotency_key, spec)
+            if first is not None:
+                return first
+        try:
+            with session_scope(self.engine) as s:
+                job = Job(name=name, spec=spec, owner=owner, state=JobState.QUEUED,
+                          trials_total=trials, schedule_id=schedule_id, created_at=utcnow(),
+                          attempts=0, cancel_requested=False, trials_done=0,
+                          idempotency_key=idempotency_key)
+                s.add(job)
+                s.flush()
+                job.study_name = study_name_for(job.id)
+                return JobInfo.of(job)
+        except ConflictError:
+            first = None if idempotency_key is None else self._by_key(owner, idempotency_key, spec)
+            if first is None:
+                raise
+            return first
+
+    def _by_key(self, owner: str, key: str, spec: dict[str, Any]) -> JobInfo | None:
         with session_scope(self.engine) as s:
-            job = Job(name=name, spec=spec, owner=owner, state=JobState.QUEUED,
-                      trials_total=trials, schedule_id=schedule_id, created_at=utcnow(),
-                      attempts=0, cancel_requested=False, trials_done=0)
-            s.add(job)
-            s.flush()
-            job.study_name = study_name_for(job.id)
+            job = s.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+            if job is None:
+                return None
+            if dict(job.spec) != spec:
+                raise ConflictError("Idempotency-Key", key,
+                                    f"this key queued job {job.id} with another spec; use a new key for a new job")
             return JobInfo.of(job)
 
     def queue_on_study(self, spec: dict[str, Any], *, name: str, trials: int, study_name: str,

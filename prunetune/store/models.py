@@ -109,11 +109,14 @@ class Job(Base):
     trials_total: Mapped[int] = mapped_column(Integer, default=0)
     best_trial: Mapped[int | None] = mapped_column(Integer)
     best_quality: Mapped[float | None] = mapped_column(Float)
+    # The Idempotency-Key of the submission (unique per owner): a retry finds this job.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
     artifacts: Mapped[list[Artifact]] = relationship(back_populates="job", cascade="all, delete-orphan")
 
     __table_args__ = (
         UniqueConstraint("study_name", name="uq_jobs_study_name"),
+        UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         Index("ix_jobs_state_created", "state", "created_at"),
     )
 
@@ -213,6 +216,8 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(100), default="local")
+    # An admin token sees and acts on every owner's jobs and schedules.
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

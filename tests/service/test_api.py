@@ -35,7 +35,7 @@ def _counts(url: str) -> tuple[int, int, int]:
 def test_health_needs_no_token(api: tuple[TestClient, str, str]) -> None:
     client, _, _ = api
     resp = client.get("/health")
-    assert resp.status_code == 200 and resp.json()["status"] == "ok" and resp.json()["schema"] == "0002"
+    assert resp.status_code == 200 and resp.json()["status"] == "ok" and resp.json()["schema"] == "0003"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer ptk_0000_wrong"},

@@ -41,7 +41,7 @@ def test_upgrade_creates_our_tables_next_to_optunas_and_matches_the_models(db: s
     tables = set(sa.inspect(get_engine(db)).get_table_names())
     assert {"jobs", "schedules", "artifacts", "api_tokens", VERSION_TABLE} <= tables
     assert {"studies", "trials", "alembic_version"} <= tables  # Optuna's, untouched
-    assert current_revision(db) == "0002"
+    assert current_revision(db) == "0003"
     upgrade(db)  # idempotent
     with get_engine(db).connect() as conn:
         ctx = MigrationContext.configure(conn, opts={
@@ -59,7 +59,7 @@ def test_concurrent_upgrades_from_several_processes_agree(tmp_path) -> None:  # 
     code = f"from prunetune.store.db import upgrade; upgrade({url!r})"
     procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
     assert [p.wait() for p in procs] == [0, 0, 0]
-    assert current_revision(url) == "0002"
+    assert current_revision(url) == "0003"
 
 
 def test_submit_get_list_and_study_name(db: str) -> None:
