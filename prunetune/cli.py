@@ -31,17 +31,37 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def plain_table(rows: list[list[str]], header: list[str]) -> str:
+    """Right-aligned columns of plain text, as wide as their widest cell: what a log
+    file, CI or ``| tee`` shows intact (rich's table squeezes to 80 columns there)."""
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows])
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)
+
+
 def print_front(front: list[dict[str, Any]], quality: str, dense: dict[str, float]) -> None:
+    """The front as a rich table on a terminal; elsewhere a plain table of the columns a
+    reader needs (trial, sparsity, nonzero parameters, REPORT quality): the rest is in
+    front.csv / front.json."""
     table = Table(title=f"Pareto front ({quality} on the REPORT split)")
     if not front:
         console.print("no completed trial: empty front")
+        return
+    ref = ", ".join(f"{k}={v:.4f}" for k, v in dense.items() if k != "pairs")
+    if not console.is_terminal:
+        cols = ["trial", "sparsity", "nonzero_params", f"report_{quality}"]
+        text = plain_table([[_cell(row.get(c)) for c in cols] for row in front], cols)
+        console.print(f"Pareto front ({quality} on the REPORT split)\n{text}\ndense reference (REPORT split): {ref}",
+                      markup=False, highlight=False, soft_wrap=True)
         return
     for key in front[0]:
         table.add_column(key, justify="right")
     for row in front:
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row.values()))
     console.print(table)
-    ref = ", ".join(f"{k}={v:.4f}" for k, v in dense.items() if k != "pairs")
     console.print(f"dense reference (REPORT split): {ref}")
 
 

@@ -80,3 +80,35 @@ def test_resume_by_study_name_continues(tmp_path: Path) -> None:
     study = optuna.load_study(study_name="s1", storage=db)
     trials = study.get_trials()
     assert len(trials) == 9 and sorted(t.number for t in trials) == list(range(9))
+
+
+def test_output_to_a_log_is_a_plain_front_table(tmp_path: Path) -> None:
+    """Not a terminal (a log file, CI, `| tee`): the front is plain columns, not a rich
+    table squeezed to 80 characters of `…`; `prunetune front JOB` reads the same."""
+    spec = tmp_path / "digits.yaml"
+    spec.write_text(yaml.safe_dump(digits_spec_dict(budget={"trials": 8}, report={"baselines": []})))
+    db = f"sqlite:///{tmp_path / 'jobs.db'}"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TERM")}
+    env["PYTHONPATH"] = str(Path(prunetune.__file__).parents[1])
+    proc = subprocess.run([str(BIN), "run", str(spec), "--db", db, "--out", "out"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    head = lines.index("Pareto front (accuracy on the REPORT split)")
+    assert lines[head + 1].split() == ["trial", "sparsity", "nonzero_params", "report_accuracy"]
+    with open(tmp_path / "out" / "front.csv") as f:
+        front = list(csv.DictReader(f))
+    printed = [ln.split() for ln in lines[head + 2 : head + 2 + len(front)]]
+    assert printed == [[r["trial"], f"{float(r['sparsity']):.4f}", r["nonzero_params"],
+                        f"{float(r['report_accuracy']):.4f}"] for r in front]
+    assert lines[head + 2 + len(front)].startswith("dense reference (REPORT split): accuracy=")
+
+    job = lines[-1].split()[1]
+    shown = subprocess.run([str(BIN), "front", job, "--db", db], cwd=tmp_path, capture_output=True,
+                           text=True, env=env, timeout=600)
+    assert shown.returncode == 0, shown.stderr
+    assert "…" not in shown.stdout
+    table = [ln.split() for ln in shown.stdout.splitlines()[1:]]
+    assert table[0] == ["trial", "sparsity", "nonzero_params", "search_accuracy", "report_accuracy"]
+    assert [[r[0], r[4]] for r in table[1:]] == [[p[0], p[3]] for p in printed]

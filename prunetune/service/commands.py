@@ -155,15 +155,25 @@ def register(app: typer.Typer) -> None:
         if not points:
             console.print("no completed trial yet: empty front")
             return
-        table = Table(title=f"job {job}: Pareto front")
-        for col in ("trial", "sparsity", "nonzero_params", f"search {points[0].quality_name}",
-                    f"report {points[0].quality_name}"):
-            table.add_column(col, justify="right")
+        cols = ["trial", "sparsity", "nonzero_params", f"search_{points[0].quality_name}",
+                f"report_{points[0].quality_name}"]
+        rows = []
         for p in points:
             rep = p.report.get(p.quality_name)
-            table.add_row(str(p.trial), f"{p.sparsity:.4f}" if p.sparsity is not None else "",
-                          f"{p.nonzero_params:.0f}" if p.nonzero_params is not None else "",
-                          f"{p.quality:.4f}", f"{rep:.4f}" if isinstance(rep, float) else "")
+            rows.append([str(p.trial), f"{p.sparsity:.4f}" if p.sparsity is not None else "",
+                         f"{p.nonzero_params:.0f}" if p.nonzero_params is not None else "",
+                         f"{p.quality:.4f}", f"{rep:.4f}" if isinstance(rep, float) else ""])
+        if not console.is_terminal:  # a log or a pipe: plain columns, never squeezed to "…"
+            from prunetune.cli import plain_table
+
+            console.print(f"job {job}: Pareto front\n{plain_table(rows, cols)}",
+                          markup=False, highlight=False, soft_wrap=True)
+            return
+        table = Table(title=f"job {job}: Pareto front")
+        for col in cols:
+            table.add_column(col, justify="right")
+        for row in rows:
+            table.add_row(*row)
         console.print(table)
 
     @app.command()
