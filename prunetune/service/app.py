@@ -78,8 +78,12 @@ def _echo(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str) and len(value) <= SHOWN_CHARS:
-        return value
-    return shown(value)
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:  # a lone surrogate: its escaped repr is what can be sent
+            return ascii(value)
+    return ascii(value) if len(ascii(value)) <= SHOWN_CHARS else shown(value).encode("utf-8", "backslashreplace").decode()
 
 
 def _error(status: int, kind: str, message: str, field: str | None = None, value: Any = None,

@@ -61,7 +61,7 @@ def check_destination(field: str, given: str, dest: Path, overwrite: bool) -> No
             break
     if dest.is_dir() and not overwrite and any(dest.iterdir()):
         raise ConflictError(field, given, "an empty or new folder; this one has files in it: pass "
-                            "overwrite: true (CLI: --overwrite) to replace them")
+                            "overwrite: true (CLI: --overwrite) to write the export over them")
 
 
 def _finite(x: Any) -> Any:
@@ -186,8 +186,9 @@ class JobService:
 
     def export(self, job_id: int, trial: int, out: str, who: Principal = EMBEDDED, *,
                overwrite: bool = False) -> dict[str, Any]:
-        """Write trial ``trial`` of the job as a pruned model under ``out`` (a new or empty
-        folder; a folder with files only with ``overwrite``, then replaced atomically)."""
+        """Write trial ``trial`` of the job as a pruned model under ``out``: a new or empty
+        folder, or with ``overwrite`` a folder with files (the export's files replace theirs,
+        each atomically; see :func:`prunetune.export`)."""
         from prunetune.service.export import export_trial
 
         dest = confine("out", out)
