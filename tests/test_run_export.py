@@ -56,7 +56,7 @@ def _report_quality(spec: SearchSpec, model: object) -> float:
 
 
 def test_run_records_a_job_and_export_best_loads_with_from_pretrained(tmp_path: Path) -> None:
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoTokenizer
 
     spec, db, job = _run_spec(tmp_path)
     status = JobService(db).get(job)
@@ -69,6 +69,12 @@ def test_run_records_a_job_and_export_best_loads_with_from_pretrained(tmp_path: 
     assert trial == best["trial"]
     model = AutoModel.from_pretrained(path, local_files_only=True).eval()
     assert _report_quality(spec, model) == pytest.approx(best["report"]["fidelity"], abs=1e-5)
+    # The tokenizer travels with the model: the export alone runs on text.
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    original = load_model(spec.model).tokenizer
+    text = "Pruning removes weights; the exported folder reads text by itself."
+    assert tokenizer(text)["input_ids"] == original(text)["input_ids"]
+    assert model(**tokenizer(text, return_tensors="pt")).last_hidden_state.shape[-1] == 384
 
 
 def test_export_sparsity_picks_the_best_point_at_least_that_sparse_and_names_bad_values(tmp_path: Path) -> None:

@@ -2,10 +2,13 @@
 
 A directory written by :func:`export` holds ``prunetune.json`` (the manifest) and:
 
-- unstructured / N:M: the Hugging Face files of the masked model (``save_pretrained``:
-  safetensors with zeros, loadable by plain ``from_pretrained``) or ``model.safetensors``
-  for a plain module, plus ``compressed.safetensors``: every tensor with enough zeros as
-  a bitmask (one bit per entry) and its nonzero values, which is smaller on disk;
+- unstructured / N:M, ``format="dense"`` (default): the weights once, as the Hugging Face
+  files of the masked model (``save_pretrained``: safetensors with zeros, loadable by
+  plain ``from_pretrained``), or ``model.safetensors`` for a plain module;
+- unstructured / N:M, ``format="compressed-tensors"``: the weights once, in the sparse
+  formats vLLM and llm-compressor read (``sparse-24-bitmask`` for 2:4, else
+  ``sparse-bitmask``), written by the ``compressed-tensors`` package, with its
+  ``quantization_config`` in ``config.json``; smaller on disk;
 - structured: ``pruned.safetensors`` with physically smaller tensors, ``config.json``
   (with fewer layers when blocks were removed) and the new shapes and per-module head
   counts in the manifest. :func:`load_pruned` builds the model from its transformers
@@ -16,7 +19,9 @@ Either kind can also trim the vocabulary (``vocabulary=texts`` with ``tokenizer=
 :mod:`prunetune.pruning.vocabulary`): the embeddings keep only the rows of the tokens the
 texts use, ``config.json`` gets the smaller ``vocab_size``, the trimmed tokenizer is saved
 next to the model (``AutoTokenizer.from_pretrained(directory)``) and the manifest's
-``vocabulary`` lists the kept original ids.
+``vocabulary`` lists the kept original ids. A tokenizer passed to :func:`export` and the
+model's generation config are saved with it; the manifest's ``files`` gives each file's
+size on disk in bytes.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from prunetune.pruning.vocabulary import (
 
 MANIFEST = "prunetune.json"
 FORMAT = "prunetune-pruned/1"
+# How unstructured / N:M weights are written (structured exports are always cut).
+WEIGHT_FORMATS = ("dense", "compressed-tensors")
 
 
 @dataclass
@@ -134,7 +141,7 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
 
 
 def export(model: nn.Module, directory: str | Path, state: PruneState | None = None, *,
-           tokenizer: Any = None, vocabulary: Iterable[str] | None = None) -> Path:
+           tokenizer: Any = None, vocabulary: Iterable[str] | None = None, format: str = "dense") -> Path:
     """Write ``model`` (pruned by :func:`prunetune.prune`, or masked by hand) to
     ``directory``; returns the directory. Structured pruning recorded on the model (or
     passed as ``state``) is cut out physically; anything else is saved with its zeros.
@@ -146,6 +153,9 @@ def export(model: nn.Module, directory: str | Path, state: PruneState | None = N
             special tokens; needs ``tokenizer`` (a fast WordPiece one). On these texts, the
             saved tokenizer and the loaded model compute what ``tokenizer`` and ``model``
             compute; other text may tokenise to more ``[UNK]``.
+        format: how unstructured / N:M weights are written: ``"dense"`` (safetensors with
+            zeros, for ``from_pretrained``) or ``"compressed-tensors"`` (a transformers
+            model's sparse weights as bitmasks, needs the ``compressed-tensors`` package).
 
     The files are written to a temporary sibling folder and renamed into place, so a full
     disk or an unwritable folder leaves nothing half-written.
@@ -153,9 +163,13 @@ def export(model: nn.Module, directory: str | Path, state: PruneState | None = N
     Raises:
         OSError: the export could not be written (naming ``directory``); nothing changed there.
         TypeError, ValueError: ``vocabulary`` without a usable ``tokenizer``, or a model
-            without word embeddings (see :func:`prunetune.pruning.vocabulary.plan_trim`).
+            without word embeddings (see :func:`prunetune.pruning.vocabulary.plan_trim`);
+            ``format`` not one of ``WEIGHT_FORMATS``, or compressed-tensors for a
+            structured export or a plain module.
+        ImportError: ``format="compressed-tensors"`` without the package.
     """
     out = Path(directory)
+    _check_format(model, state, format)
     texts = None if vocabulary is None else (
         vocabulary if isinstance(vocabulary, (str, bytes)) else list(vocabulary))
     trim = None if texts is None else plan_trim(model, tokenizer, texts)
@@ -166,12 +180,13 @@ def export(model: nn.Module, directory: str | Path, state: PruneState | None = N
     except OSError as err:
         raise OSError(err.errno, f"cannot export to {str(out)!r}: {err.strerror or err}") from err
     try:
-        _write(model, tmp, state, trim)
+        _write(model, tmp, state, trim, format)
         if trim is not None:
             save_trimmed_tokenizer(tokenizer, trim, tmp)
             check_same_tokens(tokenizer, tmp, trim, list(texts or []))
         elif tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
+        _record_sizes(tmp)
         _publish(tmp, out)
     except (OSError, SafetensorError) as err:  # safetensors reports a failed write as its own error
         errno = err.errno if isinstance(err, OSError) else None
@@ -198,7 +213,46 @@ def _publish(tmp: Path, out: Path) -> None:
             os.replace(f, target)
 
 
-def _write(model: nn.Module, out: Path, state: PruneState | None, trim: VocabularyTrim | None) -> None:
+def _check_format(model: nn.Module, state: PruneState | None, format: str) -> None:
+    if format not in WEIGHT_FORMATS:
+        raise ValueError(f"format: got {format!r}; allowed: {', '.join(WEIGHT_FORMATS)}")
+    if format == "dense":
+        return
+    state = state or getattr(model, STATE_ATTR, None)
+    if state is not None and state.structured:
+        raise ValueError(f"format {format!r} stores sparse weights; granularity {state.granularity!r} cuts "
+                         "structures out (the export is already dense and smaller): use format 'dense'")
+    if not _is_hf(model):
+        raise ValueError(f"format {format!r} is for transformers models (it is recorded in config.json); "
+                         f"{type(model).__name__} is a plain module: use format 'dense'")
+    try:
+        from compressed_tensors.compressors.sparse_compressors import Sparse24BitMaskCompressor  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "format 'compressed-tensors' needs the compressed-tensors package with its sparse formats "
+            f"(0.9 to 0.14): pip install 'prunetune[compressed-tensors]' ({err})") from err
+
+
+def _record_sizes(out: Path) -> None:
+    """Each file's size on disk (bytes) in the manifest, the manifest itself excluded."""
+    path = out / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["files"] = {str(f.relative_to(out)): f.stat().st_size
+                         for f in sorted(out.rglob("*")) if f.is_file() and f.name != MANIFEST}
+    _write_manifest(out, manifest)
+
+
+def _save_generation_config(model: nn.Module, out: Path) -> None:
+    """``generation_config.json`` for generative models (``save_pretrained`` writes it
+    itself; the structured and compressed paths write config.json alone)."""
+    config = getattr(model, "generation_config", None)
+    can = getattr(model, "can_generate", None)
+    if config is not None and callable(can) and can():
+        config.save_pretrained(out)
+
+
+def _write(model: nn.Module, out: Path, state: PruneState | None, trim: VocabularyTrim | None,
+           format: str = "dense") -> None:
     state = state or getattr(model, STATE_ATTR, None) or PruneState("unstructured")
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -212,12 +266,16 @@ def _write(model: nn.Module, out: Path, state: PruneState | None, trim: Vocabula
         _export_structured(model, out, state, manifest, sd, trim)
     else:
         tensors, tied = _dedupe(sd)
-        if _is_hf(model):
+        if format == "compressed-tensors":
+            from prunetune.pruning.compressed_tensors import write_compressed_tensors
+
+            manifest["compressed_tensors"] = write_compressed_tensors(model, out, tensors)
+            _save_generation_config(model, out)
+        elif _is_hf(model):
             model.save_pretrained(out, state_dict=None if trim is None else sd)  # type: ignore[operator]
         else:
             save_file(tensors, str(out / "model.safetensors"))
-        save_file(compress(tensors), str(out / "compressed.safetensors"))
-        manifest.update(kind="unstructured", tied=tied)
+        manifest.update(kind="unstructured", tied=tied, weights=format)
     if trim is not None:
         from transformers import AutoConfig
 
@@ -281,6 +339,7 @@ def _export_structured(model: nn.Module, out: Path, state: PruneState, manifest:
         removed=state.removed,
     )
     save_file(tensors, str(out / "pruned.safetensors"))
+    _save_generation_config(model, out)
     if _is_hf(model):
         config = model.config.__class__.from_dict(model.config.to_dict())  # type: ignore[union-attr,operator]
         if drop_blocks is not None:
@@ -375,8 +434,16 @@ def load_pruned(directory: str | Path, model: nn.Module | None = None) -> nn.Mod
             for attr, value in values.items():
                 setattr(target, attr, int(value))
         state = load_file(str(d / "pruned.safetensors"))
-    else:
+    elif (d / "compressed.safetensors").is_file():  # exports written before the weights were held once
         state = decompress(load_file(str(d / "compressed.safetensors")))
+    elif manifest.get("weights") == "compressed-tensors":
+        from prunetune.pruning.compressed_tensors import read_compressed_tensors
+
+        state = read_compressed_tensors(d, model)
+    else:
+        state = {}
+        for f in sorted(d.glob("*.safetensors")):  # model.safetensors, or save_pretrained's shards
+            state.update(load_file(str(f)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     untied = [k for k in missing if k not in manifest.get("tied", {})]
     if untied or unexpected:

@@ -44,6 +44,20 @@ def _print_json(data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
+def _echo_file_sizes(path: Path) -> None:
+    """Each exported file's size on disk, from the export's manifest (when it is local)."""
+    import json
+
+    from prunetune.pruning.export import MANIFEST
+
+    try:
+        files = json.loads((path / MANIFEST).read_text()).get("files", {})
+    except (OSError, ValueError):
+        return
+    for name, size in files.items():
+        typer.echo(f"  {size:>12,d} bytes  {name}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the service commands to the ``prunetune`` app."""
     token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -210,4 +224,5 @@ def register(app: typer.Typer) -> None:
         except (PrunetuneError, ValueError) as err:
             _fail(str(err))
         typer.echo(f"exported job {job} trial {trial} ({written['format']}, {written['nbytes']} bytes) to")
+        _echo_file_sizes(Path(written["path"]))
         typer.echo(written["path"])

@@ -30,8 +30,10 @@ def write_masked_safetensors(model: Any, out: Path, meta: dict[str, Any]) -> Non
 
 
 def export_trial(spec: SearchSpec, allocation: dict[str, float], out: str | Path,
-                 meta: dict[str, Any]) -> dict[str, Any]:
-    """Write the model of ``spec`` pruned by ``allocation`` (layer -> sparsity) to ``out``.
+                 meta: dict[str, Any], weights: str = "dense") -> dict[str, Any]:
+    """Write the model of ``spec`` pruned by ``allocation`` (layer -> sparsity) to ``out``,
+    with the model's tokenizer; ``weights``: ``dense`` or ``compressed-tensors`` (see
+    :func:`prunetune.pruning.export.export`).
 
     Returns ``{"path", "nbytes", "format"}``.
     """
@@ -51,7 +53,7 @@ def export_trial(spec: SearchSpec, allocation: dict[str, float], out: str | Path
         module = None
     with bench.pruner.applied(sparsities):
         if module is not None and hasattr(module, "export"):
-            module.export(bench.loaded.model, out)
+            module.export(bench.loaded.model, out, tokenizer=bench.loaded.tokenizer, format=weights)
             (out / "prunetune-job.json").write_text(json.dumps(meta, indent=2, default=str))
             fmt = "prunetune.export"
         else:

@@ -100,15 +100,65 @@ def test_unstructured_export_loads_with_plain_from_pretrained(tmp_path: Path) ->
     assert (_out(plain.eval(), inputs) - _out(model, inputs)).abs().max() <= 1e-5
 
 
-def test_compressed_form_is_smaller_on_disk(tmp_path: Path) -> None:
-    model = tiny_bert()
+def test_unstructured_export_holds_the_weights_once_and_reports_sizes(tmp_path: Path) -> None:
+    """One copy of the weights (dense safetensors): no larger than the model itself saved
+    by transformers, and each file's size on disk is in the manifest."""
+    model = tiny_llama()
+    model.save_pretrained(tmp_path / "original")
     prune(model, 0.5, granularity="2:4")
-    export(model, tmp_path)
-    dense = (tmp_path / "model.safetensors").stat().st_size
-    compressed = (tmp_path / "compressed.safetensors").stat().st_size
-    assert compressed < dense
-    # Only the pruned matrices shrink (embeddings stay dense): 32 of 49 KB here.
-    assert compressed < 0.9 * dense
+    export(model, tmp_path / "pruned")
+    weights = sorted(p.name for p in (tmp_path / "pruned").glob("*.safetensors"))
+    assert weights == ["model.safetensors"]
+    original = (tmp_path / "original" / "model.safetensors").stat().st_size
+    assert (tmp_path / "pruned" / "model.safetensors").stat().st_size <= original
+    files = json.loads((tmp_path / "pruned" / "prunetune.json").read_text())["files"]
+    assert files == {p.name: p.stat().st_size for p in (tmp_path / "pruned").iterdir() if p.name != "prunetune.json"}
+    assert "generation_config.json" in files  # a causal LM's generation settings travel with it
+
+
+@pytest.mark.parametrize(("granularity", "sparsity", "fmt"), [("2:4", 0.5, "sparse-24-bitmask"),
+                                                             ("unstructured", 0.7, "sparse-bitmask")])
+def test_compressed_tensors_export_reads_back_to_the_same_weights(
+    tmp_path: Path, granularity: str, sparsity: float, fmt: str,
+) -> None:
+    """compressed-tensors (the format vLLM and llm-compressor read) decompresses the export
+    to exactly the pruned weights, and the file is smaller than the dense export."""
+    pytest.importorskip("compressed_tensors.compressors.sparse_compressors")
+    from compressed_tensors.compressors import ModelCompressor
+
+    model = tiny_llama()
+    prune(model, sparsity, granularity=granularity)
+    export(model, tmp_path / "dense")
+    export(model, tmp_path / "ct", format="compressed-tensors")
+    config = json.loads((tmp_path / "ct" / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "compressed-tensors"
+    assert config["sparsity_config"]["format"] == fmt
+
+    fresh = tiny_llama()  # other weights than the pruned model's until decompressed into it
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.add_(1.0)
+    ModelCompressor.from_pretrained(str(tmp_path / "ct")).decompress(str(tmp_path / "ct"), fresh)
+    expected = model.state_dict()
+    assert all(torch.equal(t, expected[k]) for k, t in fresh.state_dict().items())
+    assert torch.equal(load_pruned(tmp_path / "ct").model.layers[1].mlp.up_proj.weight,
+                       model.model.layers[1].mlp.up_proj.weight)
+    size = (tmp_path / "ct" / "model.safetensors").stat().st_size
+    assert size < 0.8 * (tmp_path / "dense" / "model.safetensors").stat().st_size
+
+
+@pytest.mark.parametrize(("build", "granularity", "message"), [
+    (tiny_llama, "heads", "cuts structures out"),
+    (small_cnn, "unstructured", "is a plain module"),
+])
+def test_compressed_tensors_refuses_what_it_cannot_hold(tmp_path: Path, build: Callable[[], nn.Module],
+                                                        granularity: str, message: str) -> None:
+    model = build()
+    prune(model, 0.5, granularity=granularity)
+    with pytest.raises(ValueError, match=message):
+        export(model, tmp_path, format="compressed-tensors")
+    with pytest.raises(ValueError, match=r"format: got 'zip'; allowed: dense, compressed-tensors"):
+        export(model, tmp_path, format="zip")
 
 
 def test_cnn_channels_round_trip_through_a_dense_skeleton(tmp_path: Path) -> None:
