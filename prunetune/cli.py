@@ -85,6 +85,12 @@ def run(
         spec = SearchSpec.from_yaml(spec_path)
     except PrunetuneError as err:
         fail(str(err))
+    from prunetune.store.db import check_url
+
+    try:  # before the model loads: a bad --db fails at once, not after the loading
+        check_url(db)
+    except PrunetuneError as err:
+        fail(f"option '--db': {err}")
     if workers is not None and workers < 0:
         fail(f"option '--workers': got {workers}; must be >= 0")
     best: list[float] = []

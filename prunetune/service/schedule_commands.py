@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from prunetune.errors import PrunetuneError
-from prunetune.service.commands import DEFAULT_DB, Db, Token, Url, _client, _fail, _print_json
+from prunetune.service.commands import (
+    DEFAULT_DB,
+    Db,
+    Token,
+    Url,
+    _check_db,
+    _client,
+    _fail,
+    _print_json,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +34,7 @@ def register(app: typer.Typer) -> None:
         from prunetune.service.scheduler import Scheduler
 
         logging.getLogger("prunetune").setLevel(logging.INFO)
+        _check_db(db)
         try:
             runner = Scheduler(db, poll_s=poll, grace_s=grace)
         except (PrunetuneError, ValueError) as err:
@@ -46,7 +56,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Register a recurring search; prints the schedule (its next run in UTC)."""
         try:
-            row = _client(url, token, db).schedule(spec_path, cron=cron, name=name, timezone=timezone,
+            row = _client(url, token, db, existing=False).schedule(spec_path, cron=cron, name=name, timezone=timezone,
                                                    catch_up=catch_up, warm_start=warm_start, reseed=reseed)
         except PrunetuneError as err:
             _fail(str(err))
