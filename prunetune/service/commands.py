@@ -21,7 +21,16 @@ DEFAULT_DB = "sqlite:///prunetune.db"
 Url = Annotated[str | None, typer.Option(envvar="PRUNETUNE_URL", help="service URL; without it, --db is used directly")]
 Token = Annotated[str | None, typer.Option(envvar="PRUNETUNE_TOKEN", help="API token (or PRUNETUNE_TOKEN)", show_default=False)]
 Db = Annotated[str, typer.Option(envvar="PRUNETUNE_DB", help="SQLAlchemy URL of the job database")]
-JobId = Annotated[int, typer.Argument(metavar="JOB", help="job id")]
+_MAX_ID = 2**63 - 1  # job ids are 64-bit in the database
+
+
+def _job_id(value: int) -> int:
+    if not 0 <= value <= _MAX_ID:
+        _fail(f"argument 'JOB': got {value}; a job id from 0 to {_MAX_ID}")
+    return value
+
+
+JobId = Annotated[int, typer.Argument(metavar="JOB", help="job id", callback=_job_id)]
 
 
 def _fail(message: str) -> None:
@@ -30,10 +39,27 @@ def _fail(message: str) -> None:
     fail(message)
 
 
-def _client(url: str | None, token: str | None, db: str) -> Any:
+def _check_db(db: str, *, existing: bool = False) -> None:
+    """One line and exit when ``--db`` is not a usable database: not a URL, a driver that
+    is not installed, a SQLite folder that does not exist (``--db`` never creates one;
+    with ``existing``, no database file there either), a server that does not answer."""
+    from prunetune.store.db import check_url
+
+    try:
+        check_url(db, existing=existing)
+    except PrunetuneError as err:
+        _fail(f"option '--db': {err}")
+
+
+def _client(url: str | None, token: str | None, db: str, *, existing: bool = True) -> Any:
+    """A client on ``--url``, or embedded on ``--db`` (which, with ``existing``, must
+    already hold a database: reading commands never create one)."""
     from prunetune.client import Client
 
-    return Client(url, token=token) if url else Client.embedded(db)
+    if url:
+        return Client(url, token=token)
+    _check_db(db, existing=existing)
+    return Client.embedded(db)
 
 
 def _print_json(data: Any) -> None:
@@ -67,18 +93,53 @@ def register(app: typer.Typer) -> None:
     def token_create(
         db: Db = DEFAULT_DB,
         owner: Annotated[str, typer.Option(help="who the token belongs to (jobs are recorded with it)")] = "local",
+        admin: Annotated[bool, typer.Option("--admin", help="sees and acts on every owner's jobs and schedules")] = False,
     ) -> None:
         """Create an API token; it is printed once, alone on the last line."""
         from prunetune.store.db import upgrade
         from prunetune.store.tokens import create_token
 
+        _check_db(db)
         try:
             upgrade(db)
-            token = create_token(db, owner)
+            token = create_token(db, owner, admin=admin)
         except PrunetuneError as err:
             _fail(str(err))
-        typer.echo(f"token for {owner!r} (stored hashed; shown only now):", err=True)
+        typer.echo(f"{'admin ' if admin else ''}token for {owner!r} (stored hashed; shown only now):", err=True)
         typer.echo(token)
+
+    @token_app.command("list")
+    def token_list(db: Db = DEFAULT_DB) -> None:
+        """Every token's prefix, owner, scope and dates (never the token itself)."""
+        from prunetune.store.db import upgrade
+        from prunetune.store.tokens import list_tokens
+
+        _check_db(db, existing=True)
+        try:
+            upgrade(db)
+            rows = list_tokens(db)
+        except PrunetuneError as err:
+            _fail(str(err))
+        _print_json(rows)
+
+    @token_app.command("revoke")
+    def token_revoke(
+        prefix: Annotated[str, typer.Argument(metavar="PREFIX", help="the prefix `token list` shows (or the token)")],
+        db: Db = DEFAULT_DB,
+    ) -> None:
+        """Revoke a token: requests with it get 401 from then on."""
+        from prunetune.store.db import upgrade
+        from prunetune.store.tokens import revoke_token
+
+        _check_db(db, existing=True)
+        try:
+            upgrade(db)
+            done = revoke_token(db, prefix)
+        except PrunetuneError as err:
+            _fail(str(err))
+        if not done:
+            _fail(f"argument 'PREFIX': got {prefix[:16]!r}; no unrevoked token has it (see `prunetune token list`)")
+        typer.echo(f"revoked token {prefix[:16]}")
 
     @app.command()
     def serve(
@@ -88,21 +149,25 @@ def register(app: typer.Typer) -> None:
         roots: Annotated[list[str] | None, typer.Option(
             help="folder that model, data and export paths must lie in (repeat for several; "
                  "default: $PRUNETUNE_ROOTS)")] = None,
+        max_body: Annotated[int | None, typer.Option(
+            help="largest request body in bytes, larger is a 413 (default: $PRUNETUNE_MAX_BODY or 262144)")] = None,
     ) -> None:
         """The HTTP API (jobs, trials, fronts, exports); upgrades the database first."""
         import os
 
         import uvicorn
 
-        from prunetune.service.app import create_app
+        from prunetune.service.app import MAX_BODY_ENV, create_app
         from prunetune.service.roots import ROOTS_ENV
 
         if roots:
             os.environ[ROOTS_ENV] = os.pathsep.join(roots)
-
+        if max_body is not None:
+            os.environ[MAX_BODY_ENV] = str(max_body)
+        _check_db(db)
         try:
             api = create_app(db)
-        except PrunetuneError as err:
+        except (PrunetuneError, ValueError) as err:
             _fail(str(err))
         uvicorn.run(api, host=host, port=port, log_level="warning")
 
@@ -114,13 +179,21 @@ def register(app: typer.Typer) -> None:
         lease: Annotated[float, typer.Option(help="seconds a job stays ours without a heartbeat")] = 30.0,
         poll: Annotated[float, typer.Option(help="seconds between looks for a queued job")] = 1.0,
         max_jobs: Annotated[int | None, typer.Option(help="exit after this many jobs")] = None,
+        roots: Annotated[list[str] | None, typer.Option(
+            help="folder that the jobs' model, data and strategy paths must lie in, checked again before "
+                 "they are opened (repeat for several; default: $PRUNETUNE_ROOTS; give the server's)")] = None,
     ) -> None:
         """A job runner: claims queued jobs (or ones whose runner died) and runs them."""
+        import os
         import signal
 
+        from prunetune.service.roots import ROOTS_ENV
         from prunetune.service.worker import Worker
 
         logging.getLogger("prunetune").setLevel(logging.INFO)
+        if roots:
+            os.environ[ROOTS_ENV] = os.pathsep.join(roots)
+        _check_db(db)
         try:
             runner = Worker(db, ray_address=ray_address, workers=workers, lease_s=lease, poll_s=poll)
         except (PrunetuneError, ValueError) as err:
@@ -138,7 +211,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Queue a job; prints its id alone on the last line."""
         try:
-            job = _client(url, token, db).submit(spec_path)
+            job = _client(url, token, db, existing=False).submit(spec_path)
             if wait:
                 status = job.wait(progress=True)
                 typer.echo(f"job {job.id}: {status.state}", err=True)
@@ -207,6 +280,8 @@ def register(app: typer.Typer) -> None:
         best: Annotated[bool, typer.Option("--best", help="the front point of highest REPORT quality")] = False,
         sparsity: Annotated[float | None, typer.Option(
             help="the best front point at least this sparse (a fraction, e.g. 0.7)")] = None,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="write over the files of a folder that has some (refused without it)")] = False,
         url: Url = None, token: Token = None, db: Db = DEFAULT_DB,
     ) -> None:
         """Write one front point's pruned model: by --trial, --best or --sparsity."""
@@ -220,7 +295,7 @@ def register(app: typer.Typer) -> None:
             client = _client(url, token, db)
             if trial is None:
                 trial = pick_point(client.pareto_front(job), job=job, best=best, sparsity=sparsity).trial
-            written = client.export(job, trial, out.resolve() if not url else out)
+            written = client.export(job, trial, out.resolve() if not url else out, overwrite=overwrite)
         except (PrunetuneError, ValueError) as err:
             _fail(str(err))
         typer.echo(f"exported job {job} trial {trial} ({written['format']}, {written['nbytes']} bytes) to")
