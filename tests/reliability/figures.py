@@ -41,7 +41,8 @@ def latest() -> dict[str, dict[str, Any]]:
 
 def totals(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
     keys = ("concurrent_submissions", "faults_injected", "faults_survived", "fuzzed_inputs",
-            "schemathesis_cases", "trials_lost", "trials_duplicated", "checks")
+            "schemathesis_cases", "trials_lost", "trials_duplicated", "checks", "escapes_tried", "escaped",
+            "answers_5xx", "owner_isolation_cases", "crossed")
     return {k: sum(int(r.get(k, 0)) for r in rows.values()) for k in keys}
 
 
