@@ -87,7 +87,10 @@ class Evaluator:
         if quality is None or not math.isfinite(quality):
             raise EvaluationError(f"task returned {self.task.quality_name}={quality!r}")
         metrics.update(extra)
-        metrics["nonzero_params"] = float(self.space.nonzero_params(sparsities))
+        # Structured: what the export holds (cut structures can cross, removed blocks take
+        # their norms along); otherwise the pruned layers' zeros, from the space.
+        kept = getattr(self.pruner, "kept_params", None)
+        metrics["nonzero_params"] = float(kept(sparsities) if kept is not None else self.space.nonzero_params(sparsities))
         metrics["sparsity"] = self.space.overall_sparsity(sparsities)
         metrics["fidelity_level"] = fidelity
         metrics["eval_seconds"] = time.perf_counter() - start

@@ -65,6 +65,31 @@ def _skip(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], outp
     return hidden
 
 
+def kept_params(model: nn.Module, units: Sequence[StructureUnit], removed: Mapping[str, Sequence[int]]) -> int:
+    """Parameters the model has once ``removed`` (``{unit name: structure indices}``) is
+    cut out, as :func:`prunetune.pruning.export.export` writes it: every cut index of a
+    tensor counted once, even where the structures of two units cross (a conv's output
+    channels and the next conv's input channels), and removed blocks gone whole."""
+    cut: dict[tuple[str, int], set[int]] = {}
+    dropped: list[str] = []
+    for unit in units:
+        gone = list(removed.get(unit.name, []))
+        if unit.kind == "blocks":
+            dropped += [f"{unit.name}.{i}." for i in gone]
+            continue
+        for sl in unit.slices:
+            cut.setdefault((sl.tensor, sl.dim), set()).update(sl.index(gone))
+    total = 0
+    for name, p in model.named_parameters():  # tied parameters once, as model.parameters()
+        if any(name.startswith(prefix) for prefix in dropped):
+            continue
+        kept = 1
+        for dim, size in enumerate(p.shape):
+            kept *= size - len(cut.get((name, dim), ()))
+        total += kept
+    return total
+
+
 class StructuredPruner(Pruner):
     """Applies per-unit structure fractions to a live model and restores it exactly.
 
@@ -123,6 +148,10 @@ class StructuredPruner(Pruner):
             u.name: sorted(self._orders_s[i][:k].tolist())
             for i, (u, k) in enumerate(zip(self.units, self.structures(sparsities), strict=True))
         }
+
+    def kept_params(self, sparsities: Sequence[float]) -> int:
+        """Parameters of the whole model exported at ``sparsities`` (see :func:`kept_params`)."""
+        return kept_params(self.model, self.units, self.removed(sparsities))
 
     def apply(self, sparsities: Sequence[float]) -> None:
         self.apply_removed(self.removed(sparsities))
