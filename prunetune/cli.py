@@ -152,6 +152,15 @@ def _register_service_commands() -> None:
 _register_service_commands()
 
 
+def _register_oneshot_commands() -> None:
+    from prunetune.oneshot_commands import register
+
+    register(app)  # prune, evaluate
+
+
+_register_oneshot_commands()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -4,6 +4,7 @@ point by `--best` / `--sparsity`, load it with plain transformers (unstructured)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from helpers import minilm_spec_dict
 
@@ -76,6 +78,15 @@ def test_run_records_a_job_and_export_best_loads_with_from_pretrained(tmp_path: 
     assert tokenizer(text)["input_ids"] == original(text)["input_ids"]
     assert model(**tokenizer(text, return_tensors="pt")).last_hidden_state.shape[-1] == 384
 
+    # `prunetune evaluate` reproduces the reported quality, from the export and from the allocation.
+    scored = _cli(["evaluate", "spec.yaml", "--export", str(path)], tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["fidelity"] == pytest.approx(best["report"]["fidelity"], abs=1e-5)
+    (tmp_path / "point.json").write_text(json.dumps({"trial": trial, "allocation": best["allocation"]}))
+    scored = _cli(["evaluate", "spec.yaml", "--allocation", "point.json"], tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["fidelity"] == pytest.approx(best["report"]["fidelity"], abs=1e-6)
+
 
 def test_export_sparsity_picks_the_best_point_at_least_that_sparse_and_names_bad_values(tmp_path: Path) -> None:
     spec, db, job = _run_spec(tmp_path, space={"criterion": "wanda", "max": 0.9, "step": 0.05,
@@ -95,3 +106,53 @@ def test_export_sparsity_picks_the_best_point_at_least_that_sparse_and_names_bad
     assert "'--sparsity'" in proc.stderr and "0.99" in proc.stderr and f"{top:.4f}" in proc.stderr
     both = _cli(["export", str(job), "--best", "--trial", "0", "--out", "x", "--db", db], tmp_path)
     assert both.returncode != 0 and "exactly one of --trial N, --best or --sparsity X" in both.stderr
+
+
+def test_prune_one_shot_on_minilm_with_a_text_file(tmp_path: Path) -> None:
+    """`prunetune prune minilm --granularity 2:4 --criterion wanda --calibration data.txt`
+    writes a 2:4 model that from_pretrained loads, with its tokenizer, pruned as the
+    Python API prunes it on the same text."""
+    from pydoc_data.topics import topics
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from prunetune.evaluators.data import file_chunks
+    from prunetune.evaluators.sources import minilm_path
+
+    (tmp_path / "data.txt").write_text("\n\n".join(topics[k] for k in sorted(topics)[:12]))
+    proc = _cli(["prune", "minilm", "--sparsity", "0.5", "--criterion", "wanda", "--granularity", "2:4",
+                 "--calibration", "data.txt", "--samples", "32", "--out", "pruned"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "overall sparsity 0.5000" in proc.stdout and "model.safetensors" in proc.stdout
+    model = AutoModel.from_pretrained(tmp_path / "pruned", local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "pruned", local_files_only=True)
+
+    expected = AutoModel.from_pretrained(minilm_path(), local_files_only=True).eval()
+    chunks = file_chunks(tmp_path / "data.txt")[:32]
+    batches = [tokenizer(chunks[i : i + 16], padding=True, truncation=True, max_length=128, return_tensors="pt")
+               for i in range(0, 32, 16)]
+    prunetune.prune(expected, 0.5, criterion="wanda", granularity="2:4", calibration=batches)
+    for name, p in expected.named_parameters():
+        assert torch.equal(p, dict(model.named_parameters())[name]), name
+    q = model.encoder.layer[0].attention.self.query.weight
+    assert bool(((q.reshape(q.shape[0], -1, 4) != 0).sum(-1) <= 2).all())
+
+    bad = _cli(["prune", "no-such-model", "--sparsity", "0.5", "--out", "x"], tmp_path)
+    assert bad.returncode != 0 and "argument 'MODEL': got 'no-such-model'" in bad.stderr
+
+
+def test_evaluate_names_what_is_wrong(tmp_path: Path) -> None:
+    from helpers import digits_spec_dict
+
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(digits_spec_dict()))
+    neither = _cli(["evaluate", "spec.yaml"], tmp_path)
+    assert neither.returncode != 0 and "exactly one of --allocation FILE or --export DIR" in neither.stderr
+    (tmp_path / "alloc.json").write_text(json.dumps({"fc1": 0.5, "conv9": 0.5}))
+    wrong = _cli(["evaluate", "spec.yaml", "--allocation", "alloc.json"], tmp_path)
+    assert wrong.returncode != 0
+    assert "option '--allocation'" in wrong.stderr and "conv9" in wrong.stderr and "fc2" in wrong.stderr
+    (tmp_path / "alloc.json").write_text(json.dumps({"fc1": 0.5, "fc2": 0.25}))
+    ok = _cli(["evaluate", "spec.yaml", "--allocation", "alloc.json"], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    result = json.loads(ok.stdout)
+    assert result["split"] == "report" and 0.0 <= result["accuracy"] <= 1.0 and result["sparsity"] > 0

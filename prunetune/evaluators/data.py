@@ -74,6 +74,16 @@ def text_chunks(data: str, kind: str) -> list[str]:
     raise SpecError("task.data", data, f"the {kind} task reads 'pydoc' or a local .txt file")
 
 
+def file_chunks(path: str | Path) -> list[str]:
+    """Text examples of a local UTF-8 text file, in file order: paragraphs cut into
+    chunks of 8 to 60 words, as ``pydoc_chunks`` cuts them.
+
+    Raises:
+        OSError, UnicodeDecodeError: the file cannot be read as UTF-8 text.
+    """
+    return _chunk_text(Path(path).read_text(encoding="utf-8"), 8, 60)
+
+
 def _read_utf8(p: Path, given: str) -> str:
     """The file's text. Errors name the file and the position, never its bytes: a job's
     error is visible to whoever submitted it, who may not be the file's reader."""
