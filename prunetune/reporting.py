@@ -27,6 +27,7 @@ def front_rows(outcome: SearchOutcome) -> list[dict[str, Any]]:
             "nonzero_params": int(r.size) if r.size is not None else None,
             f"search_{q}": r.quality,
             f"report_{q}": rep.get(q),
+            "report_scored": r.number in outcome.reports,
         }
         for k, v in rep.items():
             if k not in (q, "nonzero_params", "sparsity", "eval_seconds"):

@@ -20,7 +20,10 @@ from prunetune.search.controller import (
     Progress,
     SearchOutcome,
     build_strategy,
+    REPORT_POINTS,
+    level_table,
     pareto_front,
+    report_selection,
     score_report,
 )
 from prunetune.spec import SearchSpec
@@ -112,27 +115,39 @@ def run_job(
             strategy, executor, recorder, spec.budget.trials, bench.task.quality_name,
             on_progress=on_progress, should_stop=should_stop,
         )
+        t = time.perf_counter()
         results = controller.run()
+        phases = {"search": time.perf_counter() - t}
+        t = time.perf_counter()
         front = pareto_front(results, pareto=spec.mode == "pareto")
+        scored = report_selection(front, bench.space, spec.report.points if spec.report else REPORT_POINTS)
         known = recorder.reports()
-        todo = [r for r in front if r.number not in known]
+        todo = [r for r in scored if r.number not in known]
         for number, metrics in score_report(executor, todo).items():
             recorder.set_report(number, metrics)
+        phases["report_front"] = time.perf_counter() - t
         from prunetune.report.baselines import job_baselines
 
+        t = time.perf_counter()
         stopped = should_stop is not None and should_stop()
         baselines = job_baselines(spec, bench, executor, recorder, stopped=stopped)
+        phases["report_baselines"] = time.perf_counter() - t
+    reports = recorder.reports()
+    levels = (level_table(front, reports, baselines, bench.space, bench.task.quality_name)
+              if spec.mode == "pareto" else [])
+    recorder.set_attrs({"levels": levels})
     outcome = SearchOutcome(
         results=results,
         front=front,
-        reports=recorder.reports(),
+        reports=reports,
         dense=dense,
         quality_name=bench.task.quality_name,
         wall_seconds=time.perf_counter() - start,
         eval_seconds=controller.eval_seconds,
-        extra={"study_name": study_name, "provenance": prov, "timings": bench.timings,
+        extra={"study_name": study_name, "provenance": prov, "timings": bench.timings, "phases": phases,
                "layers": bench.space.names, "prunable_params": bench.space.prunable_params,
-               "mode": spec.mode, "strategy": spec.strategy.name, "baselines": baselines},
+               "mode": spec.mode, "strategy": spec.strategy.name, "baselines": baselines,
+               "levels": levels},
     )
     from prunetune.store.studies import close_storage
 

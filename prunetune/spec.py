@@ -120,11 +120,16 @@ class ReconstructionSpec(_Strict):
     (``prunetune.pruning.levels``). Which weights go is then decided by OBS saliency,
     not by ``space.criterion`` (that still feeds OWL and the strategies' features).
     """
+    # embedding: also score retrieval@1 on the report split (about as costly again as
+    # the fidelity); None = yes.
+    retrieval: bool | None = None
 
     method: Literal["sparsegpt"] = "sparsegpt"
     damping: float = Field(0.01, gt=0.0, le=10.0)
     block_size: int = Field(128, ge=1, le=65536)
 
+        if self.retrieval is not None and self.kind != "embedding":
+            raise ValueError(f"task.retrieval is for kind 'embedding'; got kind {self.kind!r}")
 
 class SpaceSpec(_Strict):
     """Which layers may be pruned and how a sparsity becomes a mask.
@@ -199,10 +204,34 @@ class BudgetSpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    """Budget mode: every candidate has exactly this overall, parameter-weighted sparsity
-    over the prunable layers (a fraction in (0, 1))."""
+    """``sparsity``: budget mode, every candidate has exactly this overall,
+    parameter-weighted sparsity over the prunable layers (a fraction in (0, 1)).
 
-    sparsity: float = Field(gt=0.0, lt=1.0)
+    ``sparsities``: Pareto mode, the overall sparsities where the front is read (the
+    front search improves the front at these sizes, the report compares it with uniform
+    there); default 0.5, 0.6, 0.7 and 0.8 where they lie within the space's bounds.
+    Give one of the two.
+    """
+
+    sparsity: float | None = Field(None, gt=0.0, lt=1.0)
+    sparsities: tuple[float, ...] | None = Field(None, min_length=1, max_length=20)
+
+    @field_validator("sparsities")
+    @classmethod
+    def _levels(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is None:
+            return v
+        if any(not 0.0 < x < 1.0 for x in v):
+            raise ValueError("each entry must be a fraction in (0, 1)")
+        if list(v) != sorted(set(v)):
+            raise ValueError("entries must be distinct and increasing")
+        return v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TargetSpec:
+        if (self.sparsity is None) == (self.sparsities is None):
+            raise ValueError("give one of sparsity (budget mode) or sparsities (Pareto mode)")
+        return self
 
 
 class StrategySpec(_Strict):
@@ -266,12 +295,19 @@ class ResourcesSpec(_Strict):
 
 
 class ReportSpec(_Strict):
-    """The job report (``front.html``): baselines drawn beside the front, each scored on
-    the REPORT split at ``levels`` overall sparsities (budget mode: at the target).
-    ``baselines: []`` turns them off."""
+    """The job report (``front.html``).
+
+    ``points``: at most this many front points are scored on the REPORT split: the best
+    at each front level (``target.sparsities``), then those adding the most hypervolume;
+    the rest keep their search-split scores and are marked unscored.
+    ``baselines`` are drawn beside the front, scored on the REPORT split at the front
+    levels (or at ``levels`` overall sparsities evenly over the bounds; budget mode: at
+    the target); ``baselines: []`` turns them off.
+    """
 
     baselines: tuple[Literal["uniform", "owl"], ...] = ("uniform", "owl")
-    levels: int = Field(4, ge=1, le=20)
+    levels: int | None = Field(None, ge=1, le=20)
+    points: int = Field(12, ge=1, le=10_000)
 
 
 class SearchSpec(_Strict):
@@ -295,7 +331,9 @@ class SearchSpec(_Strict):
             raise ValueError("model 'digits' needs task.kind 'classification' (or 'callable')")
         if self.model.source == "minilm" and self.task.kind not in ("embedding", "callable"):
             raise ValueError("model 'minilm' needs task.kind 'embedding' (or 'callable')")
-        if self.target is not None and self.target.sparsity > self.space.max:
+        if self.target is None:
+            return self
+        if self.target.sparsity is not None and self.target.sparsity > self.space.max:
             raise ValueError(
                 f"target.sparsity {self.target.sparsity} is above space.max {self.space.max}: "
                 "no allocation within the per-layer bounds reaches it"
@@ -320,6 +358,10 @@ class SearchSpec(_Strict):
             raise SpecError("<file>", str(path), "no such file; give the path of a YAML spec")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        outside = [x for x in self.target.sparsities or () if not self.space.min < x <= self.space.max]
+        if outside:
+            raise ValueError(f"target.sparsities {outside} lie outside (space.min, space.max] = "
+                             f"({self.space.min}, {self.space.max}]: no allocation within the bounds reaches them")
         except yaml.YAMLError as err:
             raise SpecError("<file>", str(path), f"not valid YAML ({err})") from None
         except UnicodeDecodeError as err:  # the offset, not the byte: errors never quote a file
@@ -338,7 +380,7 @@ class SearchSpec(_Strict):
 
     @property
     def mode(self) -> Literal["pareto", "budget"]:
-        return "budget" if self.target is not None else "pareto"
+        return "budget" if self.target is not None and self.target.sparsity is not None else "pareto"
 
 
 def _spec_error(err: ValidationError, data: Any) -> SpecError:

@@ -135,6 +135,7 @@ def build_workbench(spec: SearchSpec, cache: ScoreCache | None = None) -> Workbe
         hi=spec.space.max,
         step=spec.space.step,
         target=spec.target.sparsity if spec.target else None,
+        levels=tuple(spec.target.sparsities or ()) if spec.target else (),
         extra_params=total - prunable,
     )
     fingerprint = loaded.fingerprint()

@@ -166,6 +166,7 @@ class EmbeddingTask(Task):
         self._dense: dict[str, torch.Tensor] = {}
         self._dense_metrics: dict[str, float] = {}
 
+        self.retrieval = spec.retrieval is not False
     def calibration_batches(self) -> Sequence[Any]:
         return self._batches["calibration"]
 
@@ -243,7 +244,7 @@ class EmbeddingTask(Task):
     def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
         emb, idx = self._embed(model, self.split_batches(split, fraction))
         metrics = {"fidelity": float((emb * self._dense[split][idx]).sum(-1).mean())}
-        if split == "report" and fraction == 1.0:
+        if split == "report" and fraction == 1.0 and self.retrieval:
             metrics["retrieval_at_1"] = self._retrieval(model)
         return metrics
 

@@ -22,15 +22,17 @@ if TYPE_CHECKING:
     from prunetune.workers.base import Executor
 
 DEFAULT_STRATEGIES = ("uniform", "owl")
-DEFAULT_LEVELS = 4
 # Evaluation numbers of baselines: far above any trial number, so they never collide.
 _FIRST_NUMBER = 1 << 40
 
 
-def baseline_levels(space: SearchSpace, count: int) -> list[float]:
-    """Budget mode: the target. Pareto mode: ``count`` levels evenly over (min, max]."""
+def baseline_levels(space: SearchSpace, count: int | None = None) -> list[float]:
+    """Budget mode: the target. Pareto mode: the front levels, or ``count`` levels evenly
+    over (min, max]."""
     if space.target is not None:
         return [space.target]
+    if count is None:
+        return space.front_levels()
     span = space.hi - space.lo
     return [round(space.lo + span * (i + 1) / count, 4) for i in range(count)]
 
@@ -91,7 +93,7 @@ def job_baselines(spec: SearchSpec, bench: Workbench, executor: Executor, record
     else scored now and stored (study attribute ``baselines``). None for a stopped job or
     ``report.baselines: []``."""
     names = DEFAULT_STRATEGIES if spec.report is None else tuple(spec.report.baselines)
-    levels = DEFAULT_LEVELS if spec.report is None else spec.report.levels
+    levels = None if spec.report is None else spec.report.levels
     if not names:
         return {}
     stored = recorder.study.user_attrs.get("baselines")

@@ -46,6 +46,7 @@ class ReportData:
     dense: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     comparison: dict[str, Any] | None = None
+    levels: list[dict[str, Any]] = field(default_factory=list)  # the front read at the front levels
 
     @classmethod
     def from_outcome(cls, outcome: SearchOutcome, title: str | None = None) -> ReportData:
@@ -60,7 +61,8 @@ class ReportData:
                  if r.ok and r.candidate.fidelity == 1.0]
         return cls(title or str(outcome.extra.get("study_name", "job")), q, layers, front, cloud,
                    dict(outcome.extra.get("baselines") or {}),  # type: ignore[call-overload]
-                   dict(outcome.dense), dict(outcome.extra.get("provenance") or {}))  # type: ignore[call-overload]
+                   dict(outcome.dense), dict(outcome.extra.get("provenance") or {}),  # type: ignore[call-overload]
+                   levels=list(outcome.extra.get("levels") or []))  # type: ignore[call-overload]
 
     @classmethod
     def from_study(cls, sf: StudyFront, title: str, comparison: dict[str, Any] | None = None) -> ReportData:
@@ -71,7 +73,7 @@ class ReportData:
                  for p in sorted(sf.points, key=lambda p: p.size)]
         return cls(title, q, layers, front, [(p.size, p.quality) for p in sf.trials],
                    dict(sf.attrs.get("baselines") or {}), dict(sf.attrs.get("dense") or {}),
-                   dict(sf.attrs.get("provenance") or {}), comparison)
+                   dict(sf.attrs.get("provenance") or {}), comparison, list(sf.attrs.get("levels") or []))
 
 
 def _num(v: Any) -> float | None:
@@ -164,6 +166,17 @@ def _comparison_html(c: dict[str, Any]) -> str:
             f'size {ref.get("size")}).</p>')
 
 
+def _level_text(row: dict[str, Any], q: str) -> str:
+    front, uniform = _num(row.get("front")), _num(row.get("uniform"))
+    text = "front: no point this small" if front is None else (
+        f"front {q} {front:.4f} (trial {row.get('trial')}, sparsity {_fmt(row.get('front_sparsity'))})")
+    if uniform is not None:
+        text += f"; uniform {q} {uniform:.4f}"
+        if front is not None:
+            text += f"; difference {front - uniform:+.4f}"
+    return text
+
+
 def render_report(data: ReportData) -> str:
     """The whole page as one HTML string (about 4 MB: plotly.js is inlined)."""
     from plotly.offline import get_plotlyjs
@@ -171,8 +184,9 @@ def render_report(data: ReportData) -> str:
     q = data.quality_name
     front_rows = [(f"trial {p.trial}", f"nonzero {p.size:.0f}, sparsity {_fmt(p.sparsity)}, search {q} "
                    f"{p.search_quality:.4f}, report {q} "
-                   f"{'n/a' if p.report_quality is None else format(p.report_quality, '.4f')}")
+                   f"{'not scored' if p.report_quality is None else format(p.report_quality, '.4f')}")
                   for p in data.front]
+    level_rows = [(f"sparsity {row['level']:g}", _level_text(row, q)) for row in data.levels]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(data.title)}: prunetune report</title>",
@@ -189,7 +203,10 @@ def render_report(data: ReportData) -> str:
     parts.append(front_figure(data).to_html(full_html=False, include_plotlyjs=False, div_id="front-plot"))
     if data.front and data.layers:
         parts.append(heatmap_figure(data).to_html(full_html=False, include_plotlyjs=False, div_id="heatmap-plot"))
-    parts.append("<h2>Front</h2>" + _table(front_rows, "front-table"))
+    if level_rows:
+        parts.append("<h2>At the front levels (report split)</h2>" + _table(level_rows, "levels-table"))
+    parts.append("<h2>Front</h2><p>Points beyond <code>report.points</code> are not scored on the "
+                 "report split.</p>" + _table(front_rows, "front-table"))
     parts.append("<h2>Provenance</h2>" + _table(provenance_rows(data.provenance), "provenance"))
     parts.append("</body></html>")
     return "\n".join(parts)

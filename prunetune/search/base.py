@@ -176,14 +176,17 @@ class Strategy(ABC):
             else:
                 self._warm.append(tuple(sp.project(a)))
 
-    def warm_start_named(self, items: Sequence[Any], levels: int = 5) -> None:
-        """Warm start from spec values: ``"uniform"`` (in Pareto mode, ``levels`` uniform
-        allocations across the bounds), ``"owl"`` (needs ``context``), or an explicit
-        allocation (a list of per-layer fractions)."""
+    def warm_start_named(self, items: Sequence[Any], levels: int | Sequence[float] = 5) -> None:
+        """Warm start from spec values: ``"uniform"`` (in Pareto mode at ``levels``: these
+        overall sparsities, or that many evenly across the bounds), ``"owl"`` (needs
+        ``context``), or an explicit allocation (a list of per-layer fractions)."""
         sp = self.space
-        targets = [sp.target] if sp.target is not None else list(
-            np.linspace(sp.lo, sp.hi, levels + 1)[1:]
-        )
+        if sp.target is not None:
+            targets = [sp.target]
+        elif isinstance(levels, int):
+            targets = list(np.linspace(sp.lo, sp.hi, levels + 1)[1:])
+        else:
+            targets = list(levels)
         for item in items:
             if isinstance(item, str):
                 if item not in ("uniform", "owl"):

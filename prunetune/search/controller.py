@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prunetune.errors import SpecError
 from prunetune.evaluators.screening import ScreenedStrategy
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
-from prunetune.search.pareto import non_dominated
+from prunetune.search.pareto import best_at_sizes, non_dominated, thin
 from prunetune.search.registry import strategy_class
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
@@ -153,6 +154,48 @@ def pareto_front(results: Sequence[TrialResult], pareto: bool) -> list[TrialResu
         return [max(ok, key=lambda r: (r.quality, -r.number))]
     idx = non_dominated([(r.quality, r.size) for r in ok])  # type: ignore[misc]
     return [ok[i] for i in idx]
+
+
+# Front points scored on the REPORT split unless ``report.points`` says otherwise.
+REPORT_POINTS = 12
+
+
+def level_size(space: SearchSpace, level: float) -> float:
+    """Nonzero parameters of the whole model at overall sparsity ``level`` (to the weight)."""
+    return float(space.extra_params + space.prunable_params - round(level * space.prunable_params))
+
+
+def report_selection(front: Sequence[TrialResult], space: SearchSpace, limit: int) -> list[TrialResult]:
+    """The front points to score on the REPORT split: all of a budget-mode front; in Pareto
+    mode at most ``limit``: the best at each front level, then by hypervolume added
+    (:func:`prunetune.search.pareto.thin`, on search-split quality)."""
+    if space.target is not None:
+        return list(front)
+    keep = thin([(float(r.quality), float(r.size)) for r in front],  # type: ignore[arg-type]
+                [level_size(space, t) for t in space.front_levels()], limit)
+    return [front[i] for i in keep]
+
+
+def level_table(
+    front: Sequence[TrialResult], reports: Mapping[int, Mapping[str, float]],
+    baselines: Mapping[str, Sequence[Mapping[str, Any]]], space: SearchSpace, quality_name: str,
+) -> list[dict[str, Any]]:
+    """The front read at each front level, on the REPORT split: the best scored point at
+    that size or smaller, beside the uniform baseline at that level (when scored)."""
+    scored = [r for r in front if isinstance(reports.get(r.number, {}).get(quality_name), (int, float))]
+    points = [(float(reports[r.number][quality_name]), float(r.size)) for r in scored]  # type: ignore[arg-type]
+    uniform = {round(float(b["level"]), 6): b.get("quality") for b in baselines.get("uniform", [])}
+    rows = []
+    levels = space.front_levels()
+    for level, i in zip(levels, best_at_sizes(points, [level_size(space, t) for t in levels]), strict=True):
+        rows.append({
+            "level": level,
+            "trial": None if i is None else scored[i].number,
+            "front": None if i is None else points[i][0],
+            "front_sparsity": None if i is None else space.overall_sparsity(scored[i].candidate.sparsities),
+            "uniform": uniform.get(round(level, 6)),
+        })
+    return rows
 
 
 def score_report(executor: Executor, front: Sequence[TrialResult]) -> dict[int, dict[str, float]]:

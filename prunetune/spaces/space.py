@@ -10,6 +10,9 @@ import numpy as np
 from prunetune.spaces.budget import project_sparsities
 from prunetune.spaces.layers import PrunableLayer
 
+# The overall sparsities a Pareto-mode front is read at unless ``target.sparsities`` says.
+DEFAULT_FRONT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8)
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -20,6 +23,8 @@ class SearchSpace:
         lo, hi: bounds on each layer's sparsity (fractions).
         step: grid step of proposals (fraction); projected allocations may lie off grid.
         target: overall parameter-weighted sparsity in budget mode, else None (Pareto mode).
+        levels: Pareto mode, the overall sparsities where the user reads the front
+            (``target.sparsities``); empty for the default, see :meth:`front_levels`.
         extra_params: parameters of the model outside the prunable layers (embeddings,
             norms, heads); they count toward size but are never pruned.
     """
@@ -30,6 +35,7 @@ class SearchSpace:
     step: float
     target: float | None = None
     extra_params: int = 0
+    levels: tuple[float, ...] = ()
     numels: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +58,16 @@ class SearchSpace:
         """The sparsity levels a proposal may take per layer."""
         n = int(np.floor((self.hi - self.lo) / self.step + 1e-9))
         return np.round(self.lo + self.step * np.arange(n + 1), 10)
+
+    def front_levels(self) -> list[float]:
+        """Where a Pareto-mode front is read: ``levels`` when given, else those of
+        :data:`DEFAULT_FRONT_LEVELS` within ``(lo, hi]``, else four levels evenly over it."""
+        if self.levels:
+            return list(self.levels)
+        inside = [x for x in DEFAULT_FRONT_LEVELS if self.lo < x <= self.hi]
+        if inside:
+            return inside
+        return [round(self.lo + (self.hi - self.lo) * (i + 1) / 4, 4) for i in range(4)]
 
     def overall_sparsity(self, sparsities: Sequence[float]) -> float:
         pruned = sum(round(s * n) for s, n in zip(sparsities, self.numels, strict=True))

@@ -57,7 +57,7 @@ def test_screening_turns_itself_off_when_the_task_cannot_score_slices() -> None:
 def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> None:
     before = set(vars(deap.creator))
     space = make_space(None)
-    strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space))
+    strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space), front="nsga2")
     results = drive(strategy, 40)
     assert set(vars(deap.creator)) == before
     assert {r.candidate.origin for r in results} == {"warm-start", "nsga2"}  # a uniform sweep opens
@@ -72,15 +72,16 @@ def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> 
     assert hv(results) > hv(results[:8])
 
 
-def test_switch_sizes_fixed_in_budget_mode_mixed_in_pareto_mode() -> None:
+def test_switch_sizes_fixed_except_under_nsga2() -> None:
     assert EvolutionarySearch(make_space(0.6)).step_scales == [1.0]
-    assert EvolutionarySearch(make_space(None)).step_scales == [0.5, 1.0, 2.0]
+    assert EvolutionarySearch(make_space(None), front="nsga2").step_scales == [0.5, 1.0, 2.0]
+    assert EvolutionarySearch(make_space(None)).step_scales == [1.0]
     assert EvolutionarySearch(make_space(0.6), step_scales=[0.5, 2]).step_scales == [0.5, 2.0]
 
 
-def test_pareto_mode_opens_with_a_uniform_sweep_then_shifts_and_reshapes() -> None:
+def test_nsga2_opens_with_a_uniform_sweep_then_shifts_and_reshapes() -> None:
     space = make_space(None)
-    strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space))
+    strategy = EvolutionarySearch(space, seed=0, population=8, context=make_context(space), front="nsga2")
     results = drive(strategy, 40)
     opening = [r.candidate.sparsities for r in results[:8]]
     assert all(max(a) - min(a) < 0.01 for a in opening)  # uniform, up to rounding to counts
@@ -129,3 +130,66 @@ def test_kind_partition_moves_weights_between_every_layer_of_two_roles() -> None
 def test_unknown_partition_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"partitions must be .*layer, block, kind.*'rows'"):
         EvolutionarySearch(make_space(0.6), partitions=["layer", "rows"])
+
+
+def _level_of(space, sparsities) -> float:  # type: ignore[no-untyped-def]
+    return round(space.overall_sparsity(sparsities), 2)
+
+
+def test_front_levels_sweep_then_improve_each_level_then_fill_gaps() -> None:
+    space = make_space(None)
+    strategy = EvolutionarySearch(space, seed=0, budget=64, context=make_context(space))
+    results = drive(strategy, 64)
+    # Opening: uniform at the default front levels, the upper bound and one level below.
+    opening = [r.candidate for r in results[:6]]
+    assert all(c.origin == "warm-start" for c in opening)
+    assert [_level_of(space, c.sparsities) for c in opening] == [0.5, 0.6, 0.7, 0.8, 0.95, 0.25]
+    # Then switches and transfers keep each level's exact size, and improve on uniform there.
+    middle = results[6:48]
+    assert {r.candidate.origin for r in middle} <= {"mutation", "transfer"}
+    assert {"mutation", "transfer"} <= {r.candidate.origin for r in middle}
+    for r in middle:
+        assert _level_of(space, r.candidate.sparsities) in (0.5, 0.6, 0.7, 0.8)
+    for t, uniform in zip((0.5, 0.6, 0.7, 0.8), results[:4], strict=True):
+        best = max(r.quality for r in results if _level_of(space, r.candidate.sparsities) == t)
+        assert best > uniform.quality
+    # The last quarter fills the front between its points, at sizes not tried before.
+    fills = [r for r in results[48:] if r.candidate.origin == "fill"]
+    assert len(fills) == 16
+    before = {space.nonzero_params(r.candidate.sparsities) for r in results[:48]}
+    assert all(space.nonzero_params(r.candidate.sparsities) not in before for r in fills)
+
+
+def test_front_levels_beat_the_uniform_sweep_and_nsga2_on_the_synthetic_front() -> None:
+    space = make_space(None)
+    ref = (0.0, float(space.nonzero_params([0.0] * space.dim)))
+
+    def hv(rs: list) -> float:  # type: ignore[type-arg]
+        return hypervolume([(r.quality, r.size) for r in rs if r.ok], ref)
+
+    from prunetune.search.strategies.uniform import UniformSweep
+
+    uniform = hv(drive(UniformSweep(space, budget=64), 64))
+    levels = hv(drive(EvolutionarySearch(space, seed=0, budget=64, context=make_context(space)), 64))
+    nsga2 = hv(drive(EvolutionarySearch(space, seed=0, budget=64, context=make_context(space), front="nsga2"), 64))
+    assert levels > uniform
+    assert levels > nsga2
+
+
+def test_front_levels_come_from_the_space_and_restore_rebuilds_the_state() -> None:
+    import dataclasses
+
+    space = dataclasses.replace(make_space(None), levels=(0.4, 0.7))
+    strategy = EvolutionarySearch(space, seed=3, budget=30, context=make_context(space))
+    results = drive(strategy, 20)
+    assert [_level_of(space, r.candidate.sparsities) for r in results[:4]] == [0.4, 0.7, 0.95, 0.2]
+    again = EvolutionarySearch(space, seed=3, budget=30, context=make_context(space))
+    again.restore(results)
+    assert [c.sparsities for c in again.ask(3)] == [c.sparsities for c in strategy.ask(3)]
+
+
+def test_front_option_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"strategy.options.front must be 'levels' or 'nsga2'; got 'x'"):
+        EvolutionarySearch(make_space(None), front="x")
+    with pytest.raises(ValueError, match=r"strategy.options.fill must be a fraction in \[0, 1\); got 1.5"):
+        EvolutionarySearch(make_space(None), fill=1.5)

@@ -1,4 +1,4 @@
-"""Evolutionary search: EvoPress-style (1+λ) in budget mode, NSGA-II (DEAP) in Pareto mode.
+"""Evolutionary search: EvoPress-style (1+λ) level switches, in budget mode and along a front.
 
 Budget mode keeps the budget exact by construction: a *level switch* moves a number of
 weights from one layer (or whole block) to another, working on integer pruned counts, so
@@ -6,15 +6,26 @@ every offspring prunes exactly ``round(target * N)`` weights. Offspring can be s
 on a slice of the search split (``screen``, a fraction) and only those that beat the
 parent's score on the same slice are confirmed at full fidelity.
 
-Pareto mode opens with a sweep of ``population`` uniform allocations over the bounds
-(uniform Wanda is a strong prior), then runs NSGA-II selection through ``deap.tools``
-(``selNSGA2``, ``selTournamentDCD``) on plain lists with a locally defined fitness, so no
-``creator`` globals are written. A child is its parent with level switches (a better
-shape at the same size), a level shift (the same shape at a nearby size, which carries a
-good shape along the front and fills its gaps), or both, all on integer counts; its switches draw their size from a few multiples of the step.
+Pareto mode (``front: "levels"``, the default) spends the evaluations where a user reads
+the front, the space's front levels (``target.sparsities``, default 0.5/0.6/0.7/0.8):
 
-The population is never held apart from the results: parents are derived from the
-results told so far, so ``restore`` (replaying the stored trials) rebuilds the state.
+1. a coarse uniform sweep: each level, the space's upper bound and one level below the
+   first (uniform Wanda is a strong prior, and these anchor the front's ends);
+2. one (1+λ) level-switch search per level, taken in turn, that share what they learn:
+   a switch that improves one level is applied to its neighbours' parents as well
+   (a *transfer*), so a layer found sensitive at 60% is spared at 50% and 70% too;
+3. the last ``fill`` of the budget fills the front between its points: the widest gap
+   (quality difference times size difference of two neighbouring front points) gets
+   the allocation halfway between them in pruned counts, a level shift that carries
+   both shapes to the size between.
+
+``front: "nsga2"`` runs NSGA-II selection through ``deap.tools`` instead (``selNSGA2``,
+``selTournamentDCD`` on plain lists with a locally defined fitness, no ``creator``
+globals), opening with a sweep of ``population`` uniform levels; a child is its parent
+with level switches, a level shift, or both.
+
+No population is held apart from the results: parents are derived from the results
+told so far, so ``restore`` (replaying the stored trials) rebuilds the state.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import numpy as np
 from deap import base, tools
 
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult
+from prunetune.search.pareto import non_dominated
 from prunetune.spaces.space import SearchSpace
 
 
@@ -80,16 +92,19 @@ class EvolutionarySearch(Strategy):
         offspring: λ, offspring per parent in budget mode (used to size screening), default 8.
         moves: most level switches per mutation (budget mode), default 3.
         step: sparsity moved per switch (fraction of the smaller side), default the grid step.
-        step_scales: multiples of ``step`` a switch draws its size from; default (1,) in
-            budget mode (a 0.5/1/2 mix measured worse there: REPORT 1 - fidelity 0.342
-            against 0.332 at sparsity 0.7, 256 evaluations, one seed) and (0.5, 1, 2) in
-            Pareto mode.
+        step_scales: multiples of ``step`` a switch draws its size from; default (1,),
+            and (0.5, 1, 2) with ``front: nsga2``.
         screen: fraction of the search split to screen offspring on (0 or 1: no screening),
             default 0 (every offspring at full fidelity); e.g. 0.25.
-        population: NSGA-II population size (Pareto mode), default 16; "uniform" in
-            ``warm_start`` opens Pareto mode with this many uniform levels.
+        front: Pareto mode, "levels" (level-switch searches at the front levels, then
+            gap filling; default) or "nsga2".
+        fill: Pareto mode ("levels"), fraction of the budget spent last on filling the
+            widest gaps of the front, default 0.25.
+        population: NSGA-II population size (``front: nsga2``), default 16; "uniform" in
+            ``warm_start`` opens it with this many uniform levels.
         warm_start: allocations to evaluate first: "uniform", "owl" or explicit lists;
-            default ["uniform"].
+            default ["uniform"] (Pareto mode, "levels": at the front levels, the upper
+            bound and one level below the first).
         partitions: the groupings a level switch moves weights between, each drawn with
             equal chance: "layer" (one layer to another), "block" (one block's layers to
             another's), "kind" (every layer of one role, e.g. all value projections, to
@@ -114,8 +129,15 @@ class EvolutionarySearch(Strategy):
         population: int = 16,
         warm_start: Sequence[Any] = ("uniform",),
         partitions: Sequence[str] = ("layer", "block"),
+        front: str = "levels",
+        fill: float = 0.25,
     ) -> None:
         super().__init__(space, seed=seed, budget=budget, context=context)
+        if front not in ("levels", "nsga2"):
+            raise ValueError(f"strategy.options.front must be 'levels' or 'nsga2'; got {front!r}")
+        if not (isinstance(fill, (int, float)) and 0.0 <= fill < 1.0):
+            raise ValueError(f"strategy.options.fill must be a fraction in [0, 1); got {fill!r}")
+        self.front = front if space.target is None else "budget"
         if not (isinstance(offspring, int) and offspring >= 1):
             raise ValueError(f"strategy.options.offspring must be an integer >= 1; got {offspring!r}")
         if not (isinstance(moves, int) and moves >= 1):
@@ -128,7 +150,7 @@ class EvolutionarySearch(Strategy):
         if not 0.0 < self.step < 1.0:
             raise ValueError(f"strategy.options.step must be in (0, 1); got {step}")
         if step_scales is None:
-            step_scales = (1.0,) if space.target is not None else (0.5, 1.0, 2.0)
+            step_scales = (0.5, 1.0, 2.0) if self.front == "nsga2" else (1.0,)
         scales = [float(x) for x in step_scales]
         if not scales or not all(0.0 < x * self.step < 1.0 for x in scales):
             raise ValueError(
@@ -138,12 +160,16 @@ class EvolutionarySearch(Strategy):
         self.step_scales = scales
         self.offspring, self.moves, self.population = offspring, moves, population
         self.screen = screen if 0.0 < screen < 1.0 else 1.0
-        self.warm_start_named(warm_start, levels=population)
         n = np.asarray(space.numels, dtype=np.int64)
         self._numels = n
         self._lo_k = np.array([int(np.ceil(space.lo * x - 1e-9)) for x in n], dtype=np.int64)
         self._hi_k = np.array([int(np.floor(space.hi * x + 1e-9)) for x in n], dtype=np.int64)
         self._partitions = self._groupings(space, partitions)
+        if self.front == "levels":
+            self._levels = _FrontLevels(self, fill)
+            self.warm_start_named(warm_start, levels=self._levels.sweep)
+        else:
+            self.warm_start_named(warm_start, levels=population)
         # Budget-mode state, all derived from told results.
         self._parent: TrialResult | None = None
         self._anchor: float | None = None  # the parent's quality at screening fidelity
@@ -299,13 +325,139 @@ class EvolutionarySearch(Strategy):
     # -- ask/tell ----------------------------------------------------------------------
 
     def _propose(self, index: int) -> Candidate | None:
-        if self.space.target is not None:
+        if self.front == "budget":
             return self._budget_propose(index)
+        if self.front == "levels":
+            return self._levels.propose(index)
         return self._pareto_propose(index)
 
     def tell(self, results: Sequence[TrialResult]) -> None:
         for r in results:
             self._results.append(r)
-            if self.space.target is not None:
+            if self.front == "budget":
                 self._budget_tell(r)
+            elif self.front == "levels":
+                self._levels.tell(r)
+
+
+class _FrontLevels:
+    """Pareto mode's front search at the space's front levels (see the module docstring).
+
+    A result belongs to a level when its total pruned count is that level's exact count;
+    each level's parent is its best such result. Transfers and fills are derived from
+    told results only, so replaying them (``restore``) rebuilds the state.
+    """
+
+    def __init__(self, search: EvolutionarySearch, fill: float) -> None:
+        sp = search.space
+        self.search = search
+        self.levels = sp.front_levels()
+        below = [round(sp.lo + (self.levels[0] - sp.lo) / 2, 4)] if self.levels[0] - sp.lo >= 2 * sp.step else []
+        above = [sp.hi] if sp.hi - self.levels[-1] >= sp.step / 2 else []
+        self.sweep = [*self.levels, *above, *below]
+        self.fill_from = search.budget - int(round(fill * search.budget))
+        self.totals = [int(search._counts(sp.project([t] * sp.dim, target=t)).sum()) for t in self.levels]
+        self.parents: list[TrialResult | None] = [None] * len(self.levels)
+        self.counts: dict[int, np.ndarray] = {}  # trial number -> pruned counts
+        self.transfers: list[Candidate] = []
+        self.pending: dict[tuple[float, ...], tuple[float, float]] = {}  # asked fills: (quality, size) guess
+        self.front: list[TrialResult] = []
+
+    # -- proposals ---------------------------------------------------------------------
+
+    def propose(self, index: int) -> Candidate | None:
+        if index >= self.fill_from:
+            cand = self._fill()
+            if cand is not None:
+                return cand
+        if self.transfers:
+            return self.transfers.pop(0)
+        alive = [i for i, p in enumerate(self.parents) if p is not None]
+        if not alive:  # the sweep failed at every level: try the levels' uniform allocations again
+            t = self.levels[index % len(self.levels)]
+            sp = self.search.space
+            return Candidate(tuple(sp.project([t] * sp.dim, target=t)), origin="uniform", info={"level": t})
+        level = alive[index % len(alive)]
+        parent = self.parents[level]
+        assert parent is not None
+        rng = np.random.default_rng([self.search.seed, index])
+        k = self.search._counts(parent.candidate.sparsities)
+        moves = self.search._level_switch(k, rng)
+        return Candidate(tuple(self.search._fractions(k)), origin="mutation",
+                         info={"parent": parent.number, "level": self.levels[level], "moves": moves})
+
+    def _fill(self) -> Candidate | None:
+        """Halfway (in pruned counts) between the two neighbouring front points whose gap
+        (quality difference times size difference) is widest; asked fills count as points."""
+        pts = [(float(r.quality), float(r.size), self.search._counts(r.candidate.sparsities))  # type: ignore[arg-type]
+               for r in self.front]
+        pts += [(q, z, self.search._counts(c)) for c, (q, z) in self.pending.items()]
+        pts.sort(key=lambda p: p[1])
+        best: tuple[float, np.ndarray, float, float] | None = None
+        for (q_a, z_a, k_a), (q_b, z_b, k_b) in zip(pts, pts[1:], strict=False):
+            gap = (q_b - q_a) * (z_b - z_a)
+            mid = (k_a + k_b) // 2
+            if gap <= 0 or int(mid.sum()) in (int(k_a.sum()), int(k_b.sum())):
+                continue
+            if best is None or gap > best[0]:
+                best = (gap, mid, (q_a + q_b) / 2, (z_a + z_b) / 2)
+        if best is None:
+            return None
+        _, mid, q, z = best
+        cand = Candidate(tuple(self.search._fractions(mid)), origin="fill")
+        self.pending[cand.sparsities] = (q, z)
+        return cand
+
+    # -- learning ----------------------------------------------------------------------
+
+    def tell(self, r: TrialResult) -> None:
+        self.pending.pop(r.candidate.sparsities, None)
+        self.transfers = [c for c in self.transfers if c.sparsities != r.candidate.sparsities]
+        if not r.ok or r.candidate.fidelity < 1.0 or r.size is None:
+            return
+        k = self.search._counts(r.candidate.sparsities)
+        self.counts[r.number] = k
+        self._add_to_front(r)
+        total = int(k.sum())
+        if total not in self.totals:
+            return
+        level = self.totals.index(total)
+        parent = self.parents[level]
+        if parent is not None and float(r.quality) <= float(parent.quality):  # type: ignore[arg-type]
+            return
+        self.parents[level] = r
+        # Share the improving switch with the neighbouring levels (a transfer that improves
+        # passes it on, away from where it came from).
+        source = r.candidate.info.get("parent")
+        if parent is None or not isinstance(source, int) or source not in self.counts:
+            return
+        delta = k - self.counts[source]
+        came_from = r.candidate.info.get("from_level")
+        for nb in (level - 1, level + 1):
+            if 0 <= nb < len(self.levels) and self.levels[nb] != came_from:
+                self._transfer(delta, nb, r)
+
+    def _transfer(self, delta: np.ndarray, level: int, r: TrialResult) -> None:
+        parent = self.parents[level]
+        if parent is None:
+            return
+        s = self.search
+        base = s._counts(parent.candidate.sparsities)
+        k = np.clip(base + delta, s._lo_k, s._hi_k)
+        short = int(base.sum()) - int(k.sum())  # clipping broke the count: spread the rest
+        if short > 0:
+            k += _spread(short, s._hi_k - k, s._numels)
+        elif short < 0:
+            k -= _spread(-short, k - s._lo_k, s._numels)
+        if int(k.sum()) != int(base.sum()) or np.array_equal(k, base):
+            return
+        self.transfers.append(Candidate(
+            tuple(s._fractions(k)), origin="transfer",
+            info={"parent": parent.number, "level": self.levels[level],
+                  "from_level": r.candidate.info.get("level"), "from_trial": r.number}))
+
+    def _add_to_front(self, r: TrialResult) -> None:
+        pts = [*self.front, r]
+        keep = non_dominated([(float(x.quality), float(x.size)) for x in pts])  # type: ignore[arg-type]
+        self.front = [pts[i] for i in keep]
 

@@ -1,0 +1,212 @@
+"""The Pareto front against the uniform sweep, read where a user reads it.
+
+For each seed, a Pareto-mode evolutionary search (``front: levels``: level-switch
+searches at the front levels that share what they learn, then gap filling) with
+``--budget`` evaluations of the search split; every point of its front is scored on the
+REPORT split. Beside it:
+
+- per front level, a budget-mode evolutionary search given a quarter of the budget at
+  that level (``--budget / 4`` evaluations), its best scored on REPORT;
+- uniform at each level (the job's own uniform baseline, scored on REPORT);
+- the uniform sweep of ``--budget`` levels over the bounds, every point scored on
+  REPORT, for the hypervolume (``--uniform-from`` reads it from an earlier
+  ``search_quality.py --pareto`` result with the same task, which is deterministic).
+
+Per level the front's quality is the best REPORT quality on the front at that size or
+smaller (what a user reads off it). Hypervolume is over (quality, nonzero parameters as
+a fraction of the model's) against (0, 1), for bounded metrics (MiniLM's fidelity).
+
+Models: ``minilm`` (embedding fidelity, the bundled all-MiniLM-L6-v2) or ``llama`` (the
+4-block Llama of ``causal_lm.py``, trained here; REPORT perplexity). Writes
+``benchmarks/results/pareto_front-<model>[-<reconstruction>]-b<budget>-n<seeds>.json``
+and ends with ``RESULT``.
+
+Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/pareto_front.py
+--budget 64 --seeds 3 --uniform-from benchmarks/results/search_quality-pareto-b64-...json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, provenance
+
+from prunetune.runner import run_job
+from prunetune.search.controller import level_size
+from prunetune.search.pareto import best_at_sizes, hypervolume
+from prunetune.spec import SearchSpec
+from prunetune.workbench import Workbench, build_workbench
+
+HV_REFERENCE = (0.0, 1.0)
+
+
+def make_spec(args: argparse.Namespace, model: dict[str, Any], *, seed: int, trials: int,
+              target: float | None = None, baselines: bool = False) -> SearchSpec:
+    if args.model == "minilm":
+        task: dict[str, Any] = {"kind": "embedding", "data": "pydoc", "calibration": 256, "search": 128,
+                                "report": 512, "retrieval": False}
+        space: dict[str, Any] = {"criterion": "wanda", "min": 0.0, "max": 0.95, "step": 0.05}
+    else:
+        task = {"kind": "causal-lm", "data": "pydoc", "calibration": 64, "search": 32, "report": 64,
+                "max_length": 128, "batch_size": 16}
+        space = {"criterion": "wanda", "min": 0.0, "max": 0.9, "step": 0.05}
+    space["reconstruction"] = args.reconstruction
+    data: dict[str, Any] = {
+        "name": f"pareto-front-{args.model}", "model": model, "task": task, "space": space,
+        "budget": {"trials": trials}, "strategy": {"name": "evolutionary"},
+        "resources": {"workers": 0, "threads": args.threads}, "seed": seed,
+    }
+    if target is None:
+        data["target"] = {"sparsities": args.levels}
+        # Every front point on REPORT (the hypervolume needs them all); uniform once.
+        data["report"] = {"points": 10_000, "baselines": ["uniform"] if baselines else []}
+    else:
+        data["target"] = {"sparsity": target}
+        data["report"] = {"baselines": []}
+    return SearchSpec.from_dict(data)
+
+
+def quality_of(metrics: dict[str, float], name: str) -> float:
+    return float(metrics[name])
+
+
+def pareto_run(args: argparse.Namespace, bench: Workbench, model: dict[str, Any], seed: int, db: str) -> dict[str, Any]:
+    spec = make_spec(args, model, seed=seed, trials=args.budget, baselines=seed == 0)
+    start = time.perf_counter()
+    out = run_job(spec, db=db, bench=bench)
+    wall = time.perf_counter() - start
+    q = out.quality_name
+    space = bench.space
+    total = space.prunable_params + space.extra_params
+    scored = [r for r in out.front if q in out.reports.get(r.number, {})]
+    points = [(quality_of(out.reports[r.number], q), float(r.size)) for r in scored]  # type: ignore[arg-type]
+    sizes = [level_size(space, t) for t in args.levels]
+    at = best_at_sizes(points, sizes)
+    row: dict[str, Any] = {
+        "seed": seed, "trials": len(out.results), "front_points": len(out.front), "wall_seconds": round(wall, 1),
+        "phases": {k: round(v, 1) for k, v in out.extra["phases"].items()},  # type: ignore[attr-defined]
+        "eval_seconds": round(out.eval_seconds, 1),
+        "levels": {str(t): (None if i is None else points[i][0]) for t, i in zip(args.levels, at, strict=True)},
+        "origins": {o: sum(1 for r in out.results if r.candidate.origin == o)
+                    for o in sorted({r.candidate.origin for r in out.results})},
+        "front": [{"trial": r.number, "size": r.size, "search": r.quality, "report": out.reports.get(r.number, {}),
+                   "origin": r.candidate.origin} for r in out.front],
+        "baselines": out.extra.get("baselines") or {},
+    }
+    if q == "fidelity":
+        row["hypervolume"] = hypervolume([(v, s / total) for v, s in points], HV_REFERENCE)
+        row["hypervolume_search"] = hypervolume(
+            [(float(r.quality), float(r.size) / total) for r in out.front], HV_REFERENCE)  # type: ignore[arg-type]
+    return row
+
+
+def budget_run(args: argparse.Namespace, model: dict[str, Any], level: float, seed: int, db: str) -> dict[str, Any]:
+    spec = make_spec(args, model, seed=seed, trials=max(1, args.budget // 4), target=level)
+    bench = build_workbench(spec)  # scores and levels come from the cache the Pareto bench filled
+    start = time.perf_counter()
+    out = run_job(spec, db=db, bench=bench)
+    best = out.front[0]
+    return {"level": level, "seed": seed, "trials": len(out.results),
+            "report": quality_of(out.reports[best.number], out.quality_name),
+            "search": best.quality, "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def uniform_sweep(path: Path, total_of: Workbench) -> dict[str, Any]:
+    """Hypervolume (REPORT) of an earlier uniform sweep's front, and its settings."""
+    data = json.loads(path.read_text())
+    run = next(r for r in data["runs"] if r["strategy"] == "uniform")
+    total = total_of.space.prunable_params + total_of.space.extra_params
+    pts = [(p["report"]["fidelity"], p["size"] / total) for p in run["front"] if "fidelity" in p["report"]]
+    return {"file": str(path.relative_to(ROOT)) if path.is_absolute() else str(path),
+            "budget": data["args"]["budget"], "points": len(pts),
+            "hypervolume": hypervolume(pts, HV_REFERENCE), "wall_seconds": run["wall_seconds"]}
+
+
+def mean(xs: list[float]) -> float | None:
+    return statistics.fmean(xs) if xs else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("minilm", "llama"), default="minilm")
+    p.add_argument("--budget", type=int, default=64)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--levels", type=lambda s: [float(x) for x in s.split(",")], default=None,
+                   help="front levels (default 0.5,0.6,0.7,0.8; llama 0.5,0.7)")
+    p.add_argument("--reconstruction", default="none", choices=("none", "sparsegpt"))
+    p.add_argument("--uniform-from", type=Path, default=None,
+                   help="an earlier search_quality.py --pareto result holding the uniform sweep")
+    p.add_argument("--no-budget", action="store_true", help="skip the budget-mode searches")
+    p.add_argument("--steps", type=int, default=600, help="llama: training steps")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    if args.levels is None:
+        args.levels = [0.5, 0.6, 0.7, 0.8] if args.model == "minilm" else [0.5, 0.7]
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if args.model == "minilm":
+            model: dict[str, Any] = {"source": "minilm"}
+        else:
+            from causal_lm import train_llama
+
+            model = {"path": str(train_llama(tmp / "llama", args.steps, 128 * (64 + 32 + 64)))}
+        bench = build_workbench(make_spec(args, model, seed=0, trials=args.budget))
+        runs = []
+        for seed in range(args.seeds):
+            row = pareto_run(args, bench, model, seed, f"sqlite:///{tmp}/pareto-{seed}.db")
+            runs.append(row)
+            print(f"pareto seed={seed} hv={row.get('hypervolume')} levels={row['levels']} "
+                  f"front={row['front_points']} phases={row['phases']}", flush=True)
+        budget_rows = []
+        if not args.no_budget:
+            for seed in range(args.seeds):
+                for level in args.levels:
+                    b = budget_run(args, model, level, seed, f"sqlite:///{tmp}/budget-{level}-{seed}.db")
+                    budget_rows.append(b)
+                    print(f"budget level={level} seed={seed} report={b['report']:.4f}", flush=True)
+        uniform_levels = {str(b["level"]): b["quality"] for b in runs[0]["baselines"].get("uniform", [])}
+        uniform = uniform_sweep(args.uniform_from, bench) if args.uniform_from else None
+        per_level = {}
+        for t in args.levels:
+            key = str(t)
+            per_level[key] = {
+                "front": mean([r["levels"][key] for r in runs if r["levels"][key] is not None]),
+                "front_runs": [r["levels"][key] for r in runs],
+                "budget_quarter": mean([b["report"] for b in budget_rows if b["level"] == t]),
+                "budget_quarter_runs": [b["report"] for b in budget_rows if b["level"] == t],
+                "uniform": uniform_levels.get(key),
+            }
+        summary: dict[str, Any] = {"levels": per_level}
+        if "hypervolume" in runs[0]:
+            summary["hypervolume"] = mean([r["hypervolume"] for r in runs])
+            summary["hypervolume_runs"] = [r["hypervolume"] for r in runs]
+        if uniform:
+            summary["uniform_sweep"] = uniform
+        summary["search_seconds"] = mean([r["phases"]["search"] for r in runs])
+        summary["report_seconds"] = mean([r["phases"]["report_front"] for r in runs])
+        result = {
+            "benchmark": "pareto_front", "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "started": started, "quality": bench.task.quality_name, "dense": bench.task.dense_reference(),
+            "hv_reference": HV_REFERENCE, "summary": summary, "runs": runs, "budget_runs": budget_rows,
+            "provenance": provenance(vars(args), bench=bench, seeds=list(range(args.seeds))),
+        }
+    name = f"pareto_front-{args.model}" + (f"-{args.reconstruction}" if args.reconstruction != "none" else "")
+    path = ROOT / "benchmarks" / "results" / f"{name}-b{args.budget}-n{args.seeds}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"wrote {path}")
+    parts = [f"{t}: front={v['front']} budget/4={v['budget_quarter']} uniform={v['uniform']}"
+             for t, v in per_level.items()]
+    print("RESULT " + "; ".join(parts) + (f"; hv={summary.get('hypervolume')}" if "hypervolume" in summary else "")
+          + (f" uniform_sweep_hv={uniform['hypervolume']}" if uniform else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
