@@ -65,6 +65,22 @@ def print_front(front: list[dict[str, Any]], quality: str, dense: dict[str, floa
     console.print(f"dense reference (REPORT split): {ref}")
 
 
+def print_levels(rows: list[dict[str, Any]], quality: str) -> None:
+    """The front read at each front level (the best REPORT point at that size or smaller)
+    beside uniform at that level, one line each."""
+    if not rows:
+        return
+    lines = [f"front at the front levels ({quality}, REPORT split, best at that size or smaller):"]
+    for row in rows:
+        front, uniform = row.get("front"), row.get("uniform")
+        text = f"  sparsity {row['level']:g}: front " + ("-" if front is None else
+                                                        f"{front:.4f} (trial {row['trial']})")
+        if uniform is not None:
+            text += f", uniform {uniform:.4f}" + ("" if front is None else f" ({front - uniform:+.4f})")
+        lines.append(text)
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def run(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="job spec")],
@@ -112,6 +128,7 @@ def run(
         except PrunetuneError as err:
             fail(str(err))
     print_front(front_rows(outcome), outcome.quality_name, outcome.dense)
+    print_levels(list(outcome.extra.get("levels") or []), outcome.quality_name)  # type: ignore[call-overload]
     failed = sum(1 for r in outcome.results if not r.ok)
     console.print(
         f"{len(outcome.results)} trials ({failed} failed) in {outcome.wall_seconds:.1f} s; "

@@ -16,11 +16,11 @@ from typing import Any
 
 from prunetune.search.context import workbench_context
 from prunetune.search.controller import (
+    REPORT_POINTS,
     Controller,
     Progress,
     SearchOutcome,
     build_strategy,
-    REPORT_POINTS,
     level_table,
     pareto_front,
     report_selection,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from prunetune.search.pareto import best_at_sizes, hypervolume, non_dominated, thin
@@ -44,6 +46,6 @@ def test_thin_keeps_the_best_at_each_size_then_the_largest_hypervolume_gains() -
     assert kept == sorted(kept, key=lambda i: pts[i][1])
     # Spread: the other three are not bunched beside the kept ones.
     sizes = sorted(pts[i][1] for i in kept)
-    assert min(b - a for a, b in zip(sizes, sizes[1:], strict=False)) >= 2
+    assert min(b - a for a, b in itertools.pairwise(sizes)) >= 2
     # Small fronts are kept whole.
     assert thin(pts[:3], keep_sizes=[2.0], limit=5) == [0, 1, 2]

@@ -30,6 +30,7 @@ told so far, so ``restore`` (replaying the stored trials) rebuilds the state.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -355,7 +356,7 @@ class _FrontLevels:
         below = [round(sp.lo + (self.levels[0] - sp.lo) / 2, 4)] if self.levels[0] - sp.lo >= 2 * sp.step else []
         above = [sp.hi] if sp.hi - self.levels[-1] >= sp.step / 2 else []
         self.sweep = [*self.levels, *above, *below]
-        self.fill_from = search.budget - int(round(fill * search.budget))
+        self.fill_from = search.budget - round(fill * search.budget)
         self.totals = [int(search._counts(sp.project([t] * sp.dim, target=t)).sum()) for t in self.levels]
         self.parents: list[TrialResult | None] = [None] * len(self.levels)
         self.counts: dict[int, np.ndarray] = {}  # trial number -> pruned counts
@@ -394,7 +395,7 @@ class _FrontLevels:
         pts += [(q, z, self.search._counts(c)) for c, (q, z) in self.pending.items()]
         pts.sort(key=lambda p: p[1])
         best: tuple[float, np.ndarray, float, float] | None = None
-        for (q_a, z_a, k_a), (q_b, z_b, k_b) in zip(pts, pts[1:], strict=False):
+        for (q_a, z_a, k_a), (q_b, z_b, k_b) in itertools.pairwise(pts):
             gap = (q_b - q_a) * (z_b - z_a)
             mid = (k_a + k_b) // 2
             if gap <= 0 or int(mid.sum()) in (int(k_a.sum()), int(k_b.sum())):
