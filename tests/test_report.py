@@ -4,6 +4,7 @@ same report served by the API from the job's study."""
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -115,3 +116,28 @@ def test_front_comparison_verdicts_use_one_fixed_reference() -> None:
     # Without REPORT scores on every point only the search split is compared.
     no_report = compare_fronts(front([(0.9, 50.0, None)]), base)
     assert no_report["split"] == "search" and "report_hypervolume" not in no_report
+
+
+def test_pareto_report_scores_a_thinned_front_and_reads_it_at_the_front_levels(tmp_path: Path, sqlite_url: str) -> None:
+    spec = SearchSpec.from_dict(digits_spec_dict(
+        budget={"trials": 24}, strategy={"name": "evolutionary"}, target={"sparsities": [0.5, 0.8]},
+        report={"points": 4, "baselines": ["uniform"]}))
+    out = run_job(spec, db=sqlite_url, study_name="thin", out_dir=tmp_path)
+    assert len(out.front) > 4
+    assert len(out.reports) == 4  # only report.points front points are scored on REPORT
+    # The front read at each level is a scored point at that size or smaller, against uniform there.
+    levels = out.extra["levels"]
+    assert [row["level"] for row in levels] == [0.5, 0.8]
+    for row in levels:
+        assert row["trial"] in out.reports
+        assert row["front_sparsity"] >= row["level"] - 1e-6
+        assert row["front"] == out.reports[row["trial"]]["accuracy"]
+        assert 0.0 < row["uniform"] <= 1.0
+    assert [b["level"] for b in out.extra["baselines"]["uniform"]] == [0.5, 0.8]
+    # Unscored points are marked as such in the outputs, and the page shows the level table.
+    rows = list(csv.DictReader((tmp_path / "front.csv").open()))
+    assert sorted(r["report_scored"] for r in rows).count("True") == 4
+    assert all(r["report_accuracy"] == "" for r in rows if r["report_scored"] == "False")
+    page = (tmp_path / "front.html").read_text()
+    assert 'id="levels-table"' in page and "sparsity 0.8" in page
+    assert optuna.load_study(study_name="thin", storage=sqlite_url).user_attrs["levels"] == levels

@@ -106,3 +106,22 @@ def test_yaml_errors(tmp_path: Path) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(SpecError, match="mapping"):
         SearchSpec.from_yaml(tmp_path / "list.yaml")
+
+
+def test_front_levels_are_pareto_mode_and_checked() -> None:
+    spec = SearchSpec.from_dict(digits_spec_dict(target={"sparsities": [0.5, 0.7]}))
+    assert spec.mode == "pareto" and spec.target is not None and spec.target.sparsities == (0.5, 0.7)
+    assert SearchSpec.from_dict(digits_spec_dict(target={"sparsity": 0.5})).mode == "budget"
+    for target, says in (
+        ({"sparsities": [0.7, 0.5]}, "distinct and increasing"),
+        ({"sparsities": [0.5, 1.2]}, "fraction in (0, 1)"),
+        ({"sparsity": 0.5, "sparsities": [0.5]}, "give one of sparsity"),
+        ({}, "give one of sparsity"),
+    ):
+        with pytest.raises(SpecError, match=r"target") as err:
+            SearchSpec.from_dict(digits_spec_dict(target=target))
+        assert says in str(err.value)
+    with pytest.raises(SpecError, match=r"target.sparsities \[0.97\] lie outside"):
+        SearchSpec.from_dict(digits_spec_dict(target={"sparsities": [0.5, 0.97]}))
+    with pytest.raises(SpecError, match="task.retrieval is for kind 'embedding'"):
+        SearchSpec.from_dict(digits_spec_dict(task={"kind": "classification", "data": "digits", "retrieval": False}))
