@@ -36,12 +36,23 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """Exactly one of ``source`` (a bundled model), ``path`` (a local HF directory) or
-    ``factory`` (``"package.module:function"`` returning an ``nn.Module``)."""
+    """Exactly one of ``source`` (a bundled model), ``path`` (a local HF directory),
+    ``factory`` (``"package.module:function"`` returning an ``nn.Module``) or ``hub`` (a
+    Hugging Face Hub id, ``org/name``, read from the Hugging Face cache: offline unless
+    ``HF_HUB_OFFLINE=0``; safetensors weights only, never remote code).
+
+    ``revision`` (a branch, tag or commit of the hub repository) goes with ``hub``;
+    ``dtype`` (fp32, bf16, fp16: the precision the weights are loaded in) with ``hub`` or
+    ``path``.
+    """
 
     source: Literal["minilm", "digits"] | None = None
     path: str | None = None
     factory: str | None = None
+    hub: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$",
+                            max_length=200)
+    revision: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=200)
+    dtype: Literal["fp32", "bf16", "fp16"] | None = None
 
     @field_validator("path")
     @classmethod
@@ -67,12 +78,17 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSpec:
-        given = [k for k in ("source", "path", "factory") if getattr(self, k) is not None]
+        given = [k for k in ("source", "path", "factory", "hub") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of source ({'/'.join(BUNDLED_MODELS)}), path or factory; "
+                f"give exactly one of source ({'/'.join(BUNDLED_MODELS)}), path, factory or hub; "
                 f"got {given or 'none'}"
             )
+        if self.revision is not None and self.hub is None:
+            raise ValueError(f"model.revision {self.revision!r} names a hub revision: it goes with model.hub")
+        if self.dtype is not None and self.hub is None and self.path is None:
+            raise ValueError(f"model.dtype {self.dtype!r} is how Hugging Face weights are loaded: "
+                             "it goes with model.hub or model.path")
         return self
 
 

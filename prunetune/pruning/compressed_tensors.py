@@ -72,7 +72,7 @@ def read_compressed_tensors(directory: Path, model: nn.Module) -> dict[str, torc
     except ImportError as err:
         raise ImportError(f"{directory} holds compressed-tensors weights: pip install "
                           f"'prunetune[compressed-tensors]' to load it ({err})") from err
-    compressor = ModelCompressor.from_pretrained(str(directory))
+    compressor = ModelCompressor.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
     if compressor is None:
         raise ValueError(f"{directory}/config.json has no compressed-tensors quantization_config")
     compressor.decompress(str(directory), model)
