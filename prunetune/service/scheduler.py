@@ -16,8 +16,10 @@ choices:
 
 Each due window is enqueued exactly once, also with several schedulers running: see
 :mod:`prunetune.store.schedules` for the database-level guarantee. A scheduled job's
-front is compared with the previous run's (hypervolume, fixed reference point, REPORT
-split where available) and the comparison is stored with the job.
+front is compared with the previous run's on the search split (hypervolume, fixed
+reference point: both fronts were selected on it, and it is the same data for both);
+REPORT-split hypervolumes are stored beside the verdict where every point has a REPORT
+score, and the comparison is stored with the job (``report.fronts.compare_fronts``).
 """
 
 from __future__ import annotations
