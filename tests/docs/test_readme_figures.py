@@ -1,0 +1,121 @@
+"""Every decimal figure README.md quotes comes from a run: it lies in the Results section
+that ``benchmarks/readme_tables.py`` generates (between the results markers), or SOURCED
+names the result file that holds it (checked: some value of that file, to the digits
+shown, or a figure in one of its generated tables), or it is a setting, a version or
+arithmetic that NOT_MEASUREMENTS names with its reason. A hand-typed measurement fails."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d+(?![\w.]|\.\d)")
+
+# Decimals outside the generated section that are not measurements, each with its reason.
+NOT_MEASUREMENTS = {
+    "3.10": "Python version",
+    "2.13": "torch version",
+    "0.14": "compressed-tensors version",
+    "0.0": "spec setting (space.min)",
+    "0.9": "spec setting (space.max) and the grid's upper level",
+    "0.05": "spec setting (space.step, grid step)",
+    "0.8": "spec setting (target.sparsities)",
+    "0.01": "spec default (reconstruction damping)",
+    "0.08": "OWL option default (lam)",
+    "0.2": "strategy option default; -0.2% a quoted sign; 0.2 s from NVMe arithmetic",
+    "0.04": "policy-gradient option default",
+    "0.95": "the per-layer cap the benchmarks set (--max)",
+    "0.3": "an example call's sparsity",
+    "0.4": "arithmetic of the 7 B estimate (GB read per child)",
+    "1.4": "arithmetic of the 7 B estimate (bytes a weight)",
+    "6.5": "a Llama-2-7B's weight count (B)",
+    "0.008": "the 3-seed spread quoted beside it (0.0038 either side), rounded",
+    "0.011": "best search-split score minus its REPORT score, from search_quality-s0.7-b256-n3 runs",
+    "0.1": "grid step of the GPU reconstruction run (a setting)",
+}
+
+# Figures outside the generated section and the result file (benchmarks/results/) each is in.
+SOURCED = {
+    **dict.fromkeys(("91.6", "71.1", "71.9", "71.0", "71.7", "0.847", "0.716"), "export_formats.json"),
+    **dict.fromkeys(("0.0038", "0.3322", "0.3388", "0.3311"), "search_quality-s0.7-b256-n3-20261130T075144.json"),
+    "0.29": "multifidelity.json",
+}
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)] if math.isfinite(value) else []
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v)]
+    return []
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _strings(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _strings(v)]
+    return []
+
+
+def file_figures(name: str) -> set[str]:
+    """The figures a result file holds: each value at 1 to 4 decimals (and as a percent),
+    and the decimals written in its own generated tables (strings)."""
+    text = (ROOT / "benchmarks" / "results" / name).read_text()
+    try:
+        docs = [json.loads(text)]
+    except json.JSONDecodeError:  # reliability.json: one JSON object a line
+        docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    out: set[str] = set()
+    for d in docs:
+        for v in _numbers(d):
+            out |= {f"{abs(v) * k:.{n}f}" for n in range(1, 5) for k in (1, 100)}
+        for t in _strings(d):
+            out |= set(DECIMAL.findall(t))
+    return out
+
+
+def outside_figures(readme: str) -> list[tuple[int, str]]:
+    """(line, figure) for every decimal outside the generated Results section."""
+    pre = readme.split(START, 1)[0]
+    end = readme.index(END)
+    found = []
+    for part, offset in ((pre, 0), (readme[end:], end)):
+        for m in DECIMAL.finditer(part):
+            found.append((readme.count("\n", 0, offset + m.start()) + 1, m.group().lstrip("-")))
+    return found
+
+
+def unexplained(readme: str, sourced: dict[str, str]) -> list[tuple[int, str]]:
+    generated = set(DECIMAL.findall(readme.split(START, 1)[1].split(END, 1)[0]))
+    held = {name: file_figures(name) for name in set(sourced.values())}
+    return [(line, fig) for line, fig in outside_figures(readme)
+            if fig not in generated and fig not in NOT_MEASUREMENTS
+            and not (fig in sourced and fig in held[sourced[fig]])]
+
+
+def test_readme_quotes_no_decimal_figure_that_no_run_produced() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert START in readme and END in readme
+    missing = unexplained(readme, SOURCED)
+    assert missing == [], "README.md figures from no result file (line, figure): " + ", ".join(
+        f"{line}: {fig}" for line, fig in missing)
+
+
+def test_a_hand_typed_figure_is_caught() -> None:
+    readme = f"intro 0.05 and 3.10\n{START}\n| x | 0.414 |\n{END}\nuniform 0.414; tried: 0.342, 0.29\n"
+    assert unexplained(readme, {}) == [(5, "0.342"), (5, "0.29")]
+    # Named with a file that holds it: accepted; with one that does not: still caught.
+    assert unexplained(readme, {"0.29": "multifidelity.json"}) == [(5, "0.342")]
+    assert unexplained(readme, {"0.29": "multifidelity.json", "0.342": "export_formats.json"}) == [(5, "0.342")]
