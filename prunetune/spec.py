@@ -116,11 +116,16 @@ class TaskSpec(_Strict):
     function: str | None = None
     # Measured latency (median of this many forward passes over one batch); 0 = off.
     latency_repeats: int = Field(0, ge=0, le=1000)
+    # embedding: also score retrieval@1 on the report split (about as costly again as
+    # the fidelity); None = yes.
+    retrieval: bool | None = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskSpec:
         if self.kind == "callable" and (self.function is None or ":" not in self.function.strip(":")):
             raise ValueError("task.function: kind 'callable' needs function: 'package.module:function'")
+        if self.retrieval is not None and self.kind != "embedding":
+            raise ValueError(f"task.retrieval is for kind 'embedding'; got kind {self.kind!r}")
         if self.stride is not None and self.stride > self.max_length:
             raise ValueError(f"task.stride {self.stride} exceeds task.max_length {self.max_length}")
         return self
@@ -136,16 +141,11 @@ class ReconstructionSpec(_Strict):
     (``prunetune.pruning.levels``). Which weights go is then decided by OBS saliency,
     not by ``space.criterion`` (that still feeds OWL and the strategies' features).
     """
-    # embedding: also score retrieval@1 on the report split (about as costly again as
-    # the fidelity); None = yes.
-    retrieval: bool | None = None
 
     method: Literal["sparsegpt"] = "sparsegpt"
     damping: float = Field(0.01, gt=0.0, le=10.0)
     block_size: int = Field(128, ge=1, le=65536)
 
-        if self.retrieval is not None and self.kind != "embedding":
-            raise ValueError(f"task.retrieval is for kind 'embedding'; got kind {self.kind!r}")
 
 class SpaceSpec(_Strict):
     """Which layers may be pruned and how a sparsity becomes a mask.
@@ -354,6 +354,10 @@ class SearchSpec(_Strict):
                 f"target.sparsity {self.target.sparsity} is above space.max {self.space.max}: "
                 "no allocation within the per-layer bounds reaches it"
             )
+        outside = [x for x in self.target.sparsities or () if not self.space.min < x <= self.space.max]
+        if outside:
+            raise ValueError(f"target.sparsities {outside} lie outside (space.min, space.max] = "
+                             f"({self.space.min}, {self.space.max}]: no allocation within the bounds reaches them")
         return self
 
     # -- loading -----------------------------------------------------------------------
@@ -374,10 +378,6 @@ class SearchSpec(_Strict):
             raise SpecError("<file>", str(path), "no such file; give the path of a YAML spec")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        outside = [x for x in self.target.sparsities or () if not self.space.min < x <= self.space.max]
-        if outside:
-            raise ValueError(f"target.sparsities {outside} lie outside (space.min, space.max] = "
-                             f"({self.space.min}, {self.space.max}]: no allocation within the bounds reaches them")
         except yaml.YAMLError as err:
             raise SpecError("<file>", str(path), f"not valid YAML ({err})") from None
         except UnicodeDecodeError as err:  # the offset, not the byte: errors never quote a file
