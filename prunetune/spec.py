@@ -92,6 +92,22 @@ class ModelSpec(_Strict):
         return self
 
 
+class DatasetSource(_Strict):
+    """Task data read through the ``datasets`` library (``task.data`` as a mapping).
+
+    ``dataset``: a Hub dataset name (read from the datasets cache, offline unless
+    ``HF_DATASETS_OFFLINE=0``), a folder written by ``save_to_disk``, or a local
+    ``.parquet``/``.json``/``.jsonl``/``.csv`` file. ``column``: the text (or, for
+    classification, ignored in favour of ``task.text_column``/``label_column``).
+    """
+
+    dataset: str = Field(min_length=1, max_length=1000)
+    config: str | None = Field(None, max_length=200)
+    split: str = Field("train", min_length=1, max_length=200)
+    column: str = Field("text", min_length=1, max_length=200)
+    revision: str | None = Field(None, max_length=200)
+
+
 class TaskSpec(_Strict):
     """The quality metric. Split sizes count examples (text chunks or images), and the
     calibration, search and report splits are disjoint."""
@@ -99,7 +115,8 @@ class TaskSpec(_Strict):
     kind: Literal["embedding", "classification", "causal-lm", "callable"]
     # "pydoc" (bundled text), a local .txt/.csv/.jsonl file, "digits" (the digits model's
     # held-out images) or "sklearn:<digits|iris|wine|breast_cancer>".
-    data: str = "pydoc"
+    # Or a mapping read with the datasets library: {dataset, config, split, column}.
+    data: str | DatasetSource = "pydoc"
     calibration: int = Field(128, ge=1, le=100_000)
     search: int = Field(256, ge=1, le=100_000)
     report: int = Field(512, ge=1, le=100_000)
@@ -119,11 +136,18 @@ class TaskSpec(_Strict):
     # embedding: also score retrieval@1 on the report split (about as costly again as
     # the fidelity); None = yes.
     retrieval: bool | None = None
+    # causal-lm: "contiguous" keeps the text in its order, whole rows joined by blank lines
+    # (no shuffling, no re-cutting), the splits consecutive regions of that one stream, as
+    # published perplexity tables read a split; None: shuffled chunks (the default).
+    protocol: Literal["contiguous"] | None = None
+
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskSpec:
         if self.kind == "callable" and (self.function is None or ":" not in self.function.strip(":")):
             raise ValueError("task.function: kind 'callable' needs function: 'package.module:function'")
+        if self.protocol is not None and self.kind != "causal-lm":
+            raise ValueError(f"task.protocol {self.protocol!r} is for kind 'causal-lm'; got kind {self.kind!r}")
         if self.retrieval is not None and self.kind != "embedding":
             raise ValueError(f"task.retrieval is for kind 'embedding'; got kind {self.kind!r}")
         if self.stride is not None and self.stride > self.max_length:

@@ -43,7 +43,7 @@ class CallableTask(Task):
         self.fn = load_function(spec.function)
         self.function = spec.function
         self.inner: Any
-        if loaded.tokenizer is not None and not spec.data.endswith((".csv", ".jsonl")):
+        if loaded.tokenizer is not None and not (isinstance(spec.data, str) and spec.data.endswith((".csv", ".jsonl"))):
             from prunetune.evaluators.tasks import EmbeddingTask
 
             self.inner = EmbeddingTask(loaded, spec)

@@ -1,7 +1,7 @@
 """Causal language modelling: perplexity and token-level KL to the dense model.
 
-Text ("pydoc" by default, or a local .txt file) is shuffled by chunk with the fixed split
-seed, tokenised into one stream and cut into windows of ``task.max_length`` tokens every
+Text ("pydoc" by default, a local .txt file or a datasets source) is shuffled by chunk
+with the fixed split seed (``protocol: contiguous``: kept in order, whole rows), tokenised into one stream and cut into windows of ``task.max_length`` tokens every
 ``task.stride`` tokens. The calibration, search and report splits are disjoint regions
 of that stream, and split sizes count windows. With overlapping windows only the tokens
 a window adds are scored (the standard sliding-window perplexity), so every token of a
@@ -26,7 +26,7 @@ from torch import nn
 
 from prunetune.errors import SpecError
 from prunetune.evaluators.classification import model_logits
-from prunetune.evaluators.data import SPLIT_SEED, text_chunks
+from prunetune.evaluators.data import SPLIT_SEED, text_chunks, text_rows
 from prunetune.evaluators.fidelity import check_fraction, subset_indices
 from prunetune.evaluators.sources import LoadedModel
 from prunetune.evaluators.tasks import SPLITS, Split, Task
@@ -83,8 +83,11 @@ class CausalLMTask(Task):
         self.quality_name = "neg_perplexity" if spec.quality == "perplexity" else "neg_kl"
         self._bs = spec.batch_size
         self.tokenizer = loaded.tokenizer if loaded.tokenizer is not None else ByteTokenizer()
-        chunks = text_chunks(spec.data, "causal-lm")
-        random.Random(SPLIT_SEED).shuffle(chunks)
+        if spec.protocol == "contiguous":
+            chunks = text_rows(spec.data)
+        else:
+            chunks = text_chunks(spec.data, "causal-lm")
+            random.Random(SPLIT_SEED).shuffle(chunks)
         stream = _encode(self.tokenizer, [c + "\n\n" for c in chunks])
         counts = {"calibration": spec.calibration, "search": spec.search, "report": spec.report}
         need = sum(self._region(n) for n in counts.values())

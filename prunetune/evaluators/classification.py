@@ -98,7 +98,7 @@ class ClassificationTask(Task):
         self._y: dict[str, torch.Tensor] = {}
         if "x" in loaded.extras and spec.data in ("digits", "pydoc"):
             self._held_out(loaded, spec)
-        elif spec.data.startswith("sklearn:"):
+        elif isinstance(spec.data, str) and spec.data.startswith("sklearn:"):
             x, y = _sklearn(spec.data.split(":", 1)[1])
             for split, idx in _cut(len(x), spec).items():
                 self._x[split], self._y[split] = x[idx], y[idx]
@@ -124,7 +124,7 @@ class ClassificationTask(Task):
         self._y = {"calibration": y[: spec.calibration], "search": y[train:a], "report": y[a:b]}
 
     def _from_file(self, loaded: LoadedModel, spec: TaskSpec) -> None:
-        if not spec.data.endswith((".csv", ".jsonl")):
+        if isinstance(spec.data, str) and not spec.data.endswith((".csv", ".jsonl")):
             raise SpecError("task.data", spec.data,
                             "classification reads a local .csv/.jsonl file, 'sklearn:<set>' or 'digits'")
         rows = read_records(spec.data)

@@ -59,19 +59,45 @@ def _chunk_text(text: str, min_words: int, max_words: int) -> list[str]:
     return chunks
 
 
-def text_chunks(data: str, kind: str) -> list[str]:
+def text_chunks(data: Any, kind: str) -> list[str]:
     """Text examples for ``task.data``: "pydoc" or a local ``.txt`` file (paragraphs,
     cut as ``pydoc_chunks`` cuts them).
 
     Raises:
         SpecError: on ``task.data`` when it is neither.
     """
+    if not isinstance(data, str):  # a datasets source: its rows, in order, cut the same way
+        from prunetune.evaluators.datasets_source import load_texts
+
+        return _chunk_text("\n\n".join(load_texts(data)), 8, 60)
     if data == "pydoc":
         return pydoc_chunks()
     path = confine_open("task.data", data)
     if path.suffix == ".txt" and path.is_file():
         return _chunk_text(_read_utf8(path, data), 8, 60)
     raise SpecError("task.data", data, f"the {kind} task reads 'pydoc' or a local .txt file")
+
+
+def text_rows(data: Any) -> list[str]:
+    """The text of ``task.data`` in its own order, uncut (``protocol: contiguous``): a
+    datasets source's rows (empty ones included, as published perplexity protocols join
+    them), a ``.txt`` file whole, or pydoc's topics in key order.
+
+    Raises:
+        SpecError: on ``task.data`` when it is none of these.
+    """
+    if not isinstance(data, str):
+        from prunetune.evaluators.datasets_source import load_texts
+
+        return load_texts(data)
+    if data == "pydoc":
+        from pydoc_data.topics import topics
+
+        return [topics[k] for k in sorted(topics)]
+    path = confine_open("task.data", data)
+    if path.suffix == ".txt" and path.is_file():
+        return [_read_utf8(path, data)]
+    raise SpecError("task.data", data, "protocol 'contiguous' reads 'pydoc', a local .txt file or a datasets source")
 
 
 def file_chunks(path: str | Path) -> list[str]:
@@ -95,12 +121,17 @@ def _read_utf8(p: Path, given: str) -> str:
         raise SpecError("task.data", given, f"a readable file ({err.strerror or type(err).__name__})") from None
 
 
-def read_records(path: str) -> list[dict[str, Any]]:
-    """Rows of a local ``.csv`` (header row) or ``.jsonl`` (one JSON object a line) file.
+def read_records(path: Any) -> list[dict[str, Any]]:
+    """Rows of a local ``.csv`` (header row) or ``.jsonl`` (one JSON object a line) file,
+    or of a datasets source (:class:`prunetune.spec.DatasetSource`).
 
     Raises:
         SpecError: on ``task.data``, naming the file and line, never quoting its contents.
     """
+    if not isinstance(path, str):
+        from prunetune.evaluators.datasets_source import load_rows
+
+        return load_rows(path)
     p = confine_open("task.data", path)
     if not p.is_file():
         raise SpecError("task.data", path, "no such file; give a local .csv or .jsonl file")
