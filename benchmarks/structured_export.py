@@ -51,8 +51,9 @@ from transformers import AutoTokenizer
 
 import prunetune
 from prunetune.evaluators.data import text_chunks
+from prunetune.evaluators.registry import build_task
 from prunetune.evaluators.sources import load_model
-from prunetune.evaluators.tasks import build_task, text_batches
+from prunetune.evaluators.tasks import text_batches
 from prunetune.pruning.calibration import Calibration
 from prunetune.spec import ModelSpec, TaskSpec
 

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from prunetune.evaluators.evaluator import Evaluator
+from prunetune.evaluators.registry import build_task
 from prunetune.evaluators.sources import LoadedModel, load_model
-from prunetune.evaluators.tasks import Task, build_task
+from prunetune.evaluators.tasks import Task
 from prunetune.pruning.cache import ScoreCache, cache_key
 from prunetune.pruning.calibration import Calibration, collect_input_stats
 from prunetune.pruning.granularity import build_pruner, parse_granularity, search_entries

@@ -17,8 +17,8 @@ import yaml
 from helpers import minilm_spec_dict
 
 import prunetune
+from prunetune.evaluators.registry import build_task
 from prunetune.evaluators.sources import load_model
-from prunetune.evaluators.tasks import build_task
 from prunetune.service.jobs import JobService
 from prunetune.spec import SearchSpec
 

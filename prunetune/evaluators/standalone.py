@@ -63,8 +63,8 @@ def score_allocation(spec: SearchSpec, path: Path) -> dict[str, Any]:
 def score_export(spec: SearchSpec, directory: Path) -> dict[str, Any]:
     """REPORT-split metrics of the model exported in ``directory``, against the dense
     model the spec names (a plain module is rebuilt from the spec's model first)."""
+    from prunetune.evaluators.registry import build_task
     from prunetune.evaluators.sources import load_model
-    from prunetune.evaluators.tasks import build_task
     from prunetune.pruning.export import MANIFEST, load_pruned
 
     directory = Path(directory)

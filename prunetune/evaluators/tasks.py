@@ -5,7 +5,7 @@ reference outputs (computed once), and a ``score(model, split, fraction)`` that 
 metrics with the quality metric under ``task.quality_name`` (higher is better).
 
 The embedding task lives here; classification, causal-lm and callable tasks have their
-own modules (``build_task`` picks one from the spec).
+own modules (``prunetune.evaluators.registry.build_task`` picks one from the spec).
 """
 
 from __future__ import annotations
@@ -131,9 +131,6 @@ def text_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_leng
                         "index": torch.tensor([where[i] for i in idx])})
     return batches
 
-
-# Kept for callers of the foundation's name.
-_batches = text_batches
 
 
 class EmbeddingTask(Task):
@@ -274,24 +271,4 @@ class EmbeddingTask(Task):
         return masked_mse(hidden, target, self.token_mask(batch))
 
 
-def build_task(loaded: LoadedModel, spec: TaskSpec) -> Task:
-    """The task a spec names, with its data loaded and tokenised."""
-    # Imported here: those modules subclass Task from this one.
-    if spec.kind == "embedding":
-        return EmbeddingTask(loaded, spec)
-    if spec.kind == "classification":
-        from prunetune.evaluators.classification import ClassificationTask
-
-        return ClassificationTask(loaded, spec)
-    if spec.kind == "causal-lm":
-        from prunetune.evaluators.causal_lm import CausalLMTask
-
-        return CausalLMTask(loaded, spec)
-    if spec.kind == "callable":
-        from prunetune.evaluators.callable_task import CallableTask
-
-        return CallableTask(loaded, spec)
-    raise SpecError("task.kind", spec.kind, "allowed: embedding, classification, causal-lm, callable")
-
-
-__all__ = ["SPLITS", "EmbeddingTask", "Split", "Task", "build_task", "digest", "text_batches"]
+__all__ = ["SPLITS", "EmbeddingTask", "Split", "Task", "digest", "text_batches"]
