@@ -108,8 +108,8 @@ class Job:
     def cancel(self) -> JobStatus:
         return self.client.cancel(self.id)
 
-    def export(self, trial: int, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
-        return self.client.export(self.id, trial, out, overwrite=overwrite)
+    def export(self, trial: int, out: str | Path, *, overwrite: bool = False, format: str = "dense") -> dict[str, Any]:
+        return self.client.export(self.id, trial, out, overwrite=overwrite, format=format)
 
     def comparison(self) -> dict[str, Any] | None:
         return self.client.comparison(self.id)
@@ -200,8 +200,9 @@ class _Http:
     def cancel(self, job_id: int) -> Any:
         return self.call("POST", f"/jobs/{job_id}/cancel")
 
-    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False) -> Any:
-        return self.call("POST", f"/jobs/{job_id}/export", json={"trial": trial, "out": out, "overwrite": overwrite})
+    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False, format: str = "dense") -> Any:
+        return self.call("POST", f"/jobs/{job_id}/export",
+                         json={"trial": trial, "out": out, "overwrite": overwrite, "format": format})
 
     def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
         return self.call("POST", "/schedules", json={"spec": spec, "cron": cron, "name": name, **options})
@@ -269,8 +270,8 @@ class _Embedded:
     def cancel(self, job_id: int) -> Any:
         return self.call(self.service.cancel, job_id)
 
-    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False) -> Any:
-        return self.call(lambda: self.service.export(job_id, trial, out, overwrite=overwrite))
+    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False, format: str = "dense") -> Any:
+        return self.call(lambda: self.service.export(job_id, trial, out, overwrite=overwrite, format=format))
 
     def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
         return self.call(lambda: self.service.schedule(spec, cron, name, self.owner, **options))
@@ -384,11 +385,14 @@ class Client:
     def cancel(self, job_id: int) -> JobStatus:
         return JobStatus.of(self._backend.cancel(job_id))
 
-    def export(self, job_id: int, trial: int, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    def export(self, job_id: int, trial: int, out: str | Path, *, overwrite: bool = False,
+               format: str = "dense") -> dict[str, Any]:
         """Write a completed trial's pruned model to ``out`` (a folder where the service
         runs): a new or empty folder, or with ``overwrite`` one whose files are replaced
-        (atomically). Raises ClientError (409) on a non-empty folder without it."""
-        return dict(self._backend.export(job_id, trial, str(out), overwrite))
+        (atomically). ``format``: ``dense`` or ``compressed-tensors`` (unstructured/N:M
+        weights). Raises ClientError (409) on a non-empty folder without it, or a format
+        the job cannot be written in."""
+        return dict(self._backend.export(job_id, trial, str(out), overwrite, format))
 
     def schedule(self, spec: Any, cron: str, name: str, *, timezone: str = "UTC", catch_up: str = "once",
                  warm_start: bool = True, reseed: bool = True) -> dict[str, Any]:

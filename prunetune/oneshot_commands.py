@@ -20,15 +20,18 @@ def _fail(message: str) -> None:
 
 
 def _model_spec(model: str) -> Any:
-    """``minilm`` (bundled) or a local Hugging Face directory, as a spec's ``model``."""
+    """``minilm`` (bundled), a local Hugging Face directory or a Hub id (``org/name``, read
+    from the Hugging Face cache), as a spec's ``model``."""
     from prunetune.spec import BUNDLED_MODELS, ModelSpec
 
     if model in BUNDLED_MODELS:
         return ModelSpec.model_validate({"source": model})
-    if not Path(model).expanduser().is_dir():
-        raise ValueError(f"argument 'MODEL': got {model!r}; give {' or '.join(BUNDLED_MODELS)} (bundled) "
-                         "or a local Hugging Face model directory (config.json and *.safetensors)")
-    return ModelSpec(path=model)
+    if Path(model).expanduser().is_dir():
+        return ModelSpec.model_validate({"path": model})
+    if "/" in model and not model.startswith((".", "/", "~")):  # org/name: a Hub id, from the HF cache
+        return ModelSpec.model_validate({"hub": model})
+    raise ValueError(f"argument 'MODEL': got {model!r}; give {' or '.join(BUNDLED_MODELS)} (bundled), a local "
+                     "Hugging Face model directory (config.json and *.safetensors) or a Hub id in the HF cache")
 
 
 def calibration_batches(tokenizer: Any, path: Path, samples: int, batch_size: int, max_length: int) -> list[Any]:
@@ -53,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def prune(
-        model: Annotated[str, typer.Argument(metavar="MODEL", help="minilm (bundled) or a local HF model directory")],
+        model: Annotated[str, typer.Argument(metavar="MODEL", help="minilm (bundled), a local HF model directory or a Hub id")],
         sparsity: Annotated[float, typer.Option(help="fraction of weights (structures) removed per layer")],
         out: Annotated[Path, typer.Option(help="folder to write the pruned model to")],
         criterion: Annotated[str, typer.Option(help="importance criterion, e.g. magnitude, wanda")] = "magnitude",

@@ -4,6 +4,7 @@ point by `--best` / `--sparsity`, load it with plain transformers (unstructured)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -77,6 +78,18 @@ def test_run_records_a_job_and_export_best_loads_with_from_pretrained(tmp_path: 
     text = "Pruning removes weights; the exported folder reads text by itself."
     assert tokenizer(text)["input_ids"] == original(text)["input_ids"]
     assert model(**tokenizer(text, return_tensors="pt")).last_hidden_state.shape[-1] == 384
+
+    # The same point as compressed-tensors (sparse-bitmask): the same weights, a smaller file.
+    if importlib.util.find_spec("compressed_tensors") is not None:
+        proc = _cli(["export", str(job), "--trial", str(trial), "--format", "compressed-tensors", "--out", "ct",
+                     "--db", db], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        config = json.loads((tmp_path / "ct" / "config.json").read_text())["quantization_config"]
+        assert config["sparsity_config"]["format"] == "sparse-bitmask"
+        ct = prunetune.load_pruned(tmp_path / "ct")
+        assert all(torch.equal(p, dict(model.named_parameters())[n]) for n, p in ct.named_parameters())
+    bad = _cli(["export", str(job), "--best", "--format", "zip", "--out", "z", "--db", db], tmp_path)
+    assert bad.returncode != 0 and "'format'" in bad.stderr and "dense, compressed-tensors" in bad.stderr
 
     # `prunetune evaluate` reproduces the reported quality, from the export and from the allocation.
     scored = _cli(["evaluate", "spec.yaml", "--export", str(path)], tmp_path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,6 +49,8 @@ class ExportRequest(BaseModel):
     trial: int = Field(ge=0, description="trial number (a completed trial of the job)")
     out: str = Field(min_length=1, description="folder on the server to write the pruned model to")
     overwrite: bool = Field(False, description="replace the files of a non-empty folder (atomically)")
+    format: Literal["dense", "compressed-tensors"] = Field(
+        "dense", description="unstructured/N:M weights: dense safetensors or compressed-tensors bitmasks")
 
 
 class ScheduleRequest(BaseModel):
@@ -254,7 +256,7 @@ def create_app(db: str, max_body_bytes: int | None = None) -> FastAPI:
 
     @app.post("/jobs/{job_id}/export", status_code=201)
     def export(job_id: JobId, body: ExportRequest, who: Principal = Depends(owner)) -> dict[str, Any]:
-        return service.export(job_id, body.trial, body.out, who, overwrite=body.overwrite)
+        return service.export(job_id, body.trial, body.out, who, overwrite=body.overwrite, format=body.format)
 
     @app.post("/schedules", status_code=201)
     def schedule(body: ScheduleRequest, who: Principal = Depends(owner)) -> dict[str, Any]:

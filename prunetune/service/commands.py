@@ -282,6 +282,8 @@ def register(app: typer.Typer) -> None:
             help="the best front point at least this sparse (a fraction, e.g. 0.7)")] = None,
         overwrite: Annotated[bool, typer.Option(
             "--overwrite", help="write over the files of a folder that has some (refused without it)")] = False,
+        format: Annotated[str, typer.Option(
+            "--format", help="unstructured/N:M weights: dense or compressed-tensors")] = "dense",
         url: Url = None, token: Token = None, db: Db = DEFAULT_DB,
     ) -> None:
         """Write one front point's pruned model: by --trial, --best or --sparsity."""
@@ -295,7 +297,8 @@ def register(app: typer.Typer) -> None:
             client = _client(url, token, db)
             if trial is None:
                 trial = pick_point(client.pareto_front(job), job=job, best=best, sparsity=sparsity).trial
-            written = client.export(job, trial, out.resolve() if not url else out, overwrite=overwrite)
+            written = client.export(job, trial, out.resolve() if not url else out, overwrite=overwrite,
+                                    format=format)
         except (PrunetuneError, ValueError) as err:
             _fail(str(err))
         typer.echo(f"exported job {job} trial {trial} ({written['format']}, {written['nbytes']} bytes) to")

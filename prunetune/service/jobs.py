@@ -185,11 +185,16 @@ class JobService:
         } for t in chosen]
 
     def export(self, job_id: int, trial: int, out: str, who: Principal = EMBEDDED, *,
-               overwrite: bool = False) -> dict[str, Any]:
+               overwrite: bool = False, format: str = "dense") -> dict[str, Any]:
         """Write trial ``trial`` of the job as a pruned model under ``out``: a new or empty
         folder, or with ``overwrite`` a folder with files (the export's files replace theirs,
-        each atomically; see :func:`prunetune.export`)."""
+        each atomically; see :func:`prunetune.export`). ``format``: how unstructured / N:M
+        weights are written (``dense`` or ``compressed-tensors``)."""
+        from prunetune.pruning.export import WEIGHT_FORMATS
         from prunetune.service.export import export_trial
+
+        if format not in WEIGHT_FORMATS:
+            raise ConflictError("format", format, f"allowed: {', '.join(WEIGHT_FORMATS)}")
 
         dest = confine("out", out)
         info = self._job(job_id, who)
@@ -206,7 +211,9 @@ class JobService:
         try:
             written = export_trial(spec, dict(t.params), str(confine("out", out)),
                                    {"job": job_id, "trial": trial, "study": info.study_name,
-                                    "sparsity": t.user_attrs.get("sparsity")})
+                                    "sparsity": t.user_attrs.get("sparsity")}, weights=format)
+        except (ValueError, ImportError) as err:  # a format the job's granularity or the server cannot write
+            raise ConflictError("format", format, str(err)) from None
         except OSError as err:  # a full disk, an unwritable folder: nothing was written there
             raise ConflictError("out", out, f"a folder the server can write: {err.strerror or err}") from None
         row = self.jobs.add_artifact(job_id, trial, written["path"],
