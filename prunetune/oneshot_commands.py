@@ -14,9 +14,10 @@ from prunetune.errors import PrunetuneError
 
 
 def _fail(message: str) -> None:
-    from prunetune.cli import fail
-
-    fail(message)
+    """One line on stderr naming what was wrong, exit status 2 (as ``prunetune.cli.fail``;
+    not imported from there: the cli imports this module)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _model_spec(model: str) -> Any:
