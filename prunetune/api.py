@@ -17,7 +17,7 @@ from torch import nn
 
 from prunetune.pruning.calibration import Calibration
 from prunetune.pruning.export import STATE_ATTR, PruneState, export, load_pruned
-from prunetune.pruning.granularity import Granularity, check_pair, parse_granularity
+from prunetune.pruning.granularity import Granularity, build_pruner, check_pair, parse_granularity
 from prunetune.pruning.importance import get_criterion
 from prunetune.pruning.masks import Groups, Pruner
 from prunetune.pruning.oneshot import prune_in_place
@@ -345,18 +345,15 @@ def _apply(
     requested: list[float], before: dict[str, int], mode: str,
 ) -> None:
     old = getattr(model, STATE_ATTR, None)
-    if gran.structured:
-        if old is not None and isinstance(old.pruner, StructuredPruner):
-            old.pruner.drop_hooks()  # the new pruner re-registers every removed block
-        structured = StructuredPruner(model, units, scores, strict=mode == "per-layer")
-        structured.apply(sparsities)
-        pruner: Pruner = structured
-        removed = structured.removed(sparsities)
-        achieved = structured.achieved(sparsities)
+    if gran.structured and old is not None and isinstance(old.pruner, StructuredPruner):
+        old.pruner.drop_hooks()  # the new pruner re-registers every removed block
+    pruner = build_pruner(model, gran, entries, units, scores, groups, strict=mode == "per-layer")
+    pruner.apply(sparsities)
+    if isinstance(pruner, StructuredPruner):
+        removed = pruner.removed(sparsities)
+        achieved = pruner.achieved(sparsities)
         after = {u.name: (u.count - len(removed[u.name])) * u.params_per_structure for u in units}
     else:
-        pruner = Pruner(model, entries, scores, groups=groups, pattern=gran.pattern)
-        pruner.apply(sparsities)
         removed = {}
         modules = dict(model.named_modules())
         after = {e.name: int(torch.count_nonzero(weight_matrix(modules[e.name], e))) for e in entries}

@@ -127,8 +127,15 @@ def build_pruner(
     units: Sequence[StructureUnit],
     scores: Mapping[str, torch.Tensor],
     groups: Groups = "row",
+    *,
+    strict: bool = False,
 ) -> Pruner:
-    """The in-place masker for a search: top-k over cached scores, exact restore."""
+    """The in-place masker for ``granularity``: top-k over cached scores, exact restore.
+
+    Structured granularities get a :class:`StructuredPruner` over ``units`` (``strict``:
+    a heads fraction must name whole key/value groups, as the one-shot API asks);
+    the others a :class:`Pruner` over ``entries`` with ``groups`` and the N:M pattern.
+    """
     if granularity.structured:
-        return StructuredPruner(model, units, scores)
+        return StructuredPruner(model, units, scores, strict=strict)
     return Pruner(model, entries, scores, groups=groups, pattern=granularity.pattern)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -16,7 +16,6 @@ from torch import nn
 from prunetune.spaces.layers import PrunableLayer, weight_matrix
 
 Groups = Literal["row", "layer"]
-_UNIT_KINDS = frozenset({"heads", "neurons", "blocks", "channels"})  # structures.STRUCTURE_KINDS
 
 
 def parse_nm(pattern: str | tuple[int, int]) -> tuple[int, int]:
@@ -111,26 +110,14 @@ class Pruner:
 
     ``apply`` zeroes weights in place; ``restore`` copies the dense originals back, bit for
     bit. The dense weights are kept once (one copy of the prunable matrices), never per
-    candidate.
-
-    Built over structure-unit entries (``kind`` heads, neurons, blocks or channels, as a
-    structured workbench lists them), ``Pruner(...)`` gives a
-    :class:`~prunetune.pruning.structured.StructuredPruner`, so callers that rebuild a
-    pruner from a workbench's layers and scores (Ray actors) work for every granularity.
+    candidate. For structure units (heads, neurons, blocks, channels) use
+    :class:`~prunetune.pruning.structured.StructuredPruner`, or
+    :func:`~prunetune.pruning.granularity.build_pruner`, which picks by granularity.
     """
 
     #: True when the evaluator may leave a candidate applied until the next ``apply``
     #: (a pruner that moves only what differs); masks restore after every evaluation.
     live_between_candidates = False
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Pruner:
-        # No arguments when copy/pickle rebuild an instance: keep the class as it is.
-        layers = args[1] if len(args) > 1 else kwargs.get("layers")
-        if cls is Pruner and layers and all(layer.kind in _UNIT_KINDS for layer in layers):
-            from prunetune.pruning.structured import StructuredPruner
-
-            return super().__new__(StructuredPruner)
-        return super().__new__(cls)
 
     def __init__(
         self,

@@ -61,14 +61,15 @@ def test_pruner_reports_nm_achieved_sparsity() -> None:
     assert achieved[0] == 0.5 and set(achieved[1:]) == {0.0}
 
 
-def test_pruner_over_unit_entries_is_structured() -> None:
-    """What a Ray actor does: Pruner(model, bench.layers, scores) from a structured job."""
+def test_build_pruner_over_units_is_structured() -> None:
+    """What a Ray actor does (workbench.assemble): build_pruner for a structured job."""
     from prunetune.pruning.structured import StructuredPruner
 
     model = tiny_llama()
-    entries, units = search_entries(model, parse_granularity("heads+neurons"))
+    gran = parse_granularity("heads+neurons")
+    entries, units = search_entries(model, gran)
     scores = score_units(model, units, "magnitude")
-    pruner = Pruner(model, entries, scores, groups="row")
+    pruner = build_pruner(model, gran, entries, units, scores, groups="row")
     assert isinstance(pruner, StructuredPruner)
     assert [u.name for u in pruner.units] == [e.name for e in entries]
     with pruner.applied([0.5] * len(entries)):
