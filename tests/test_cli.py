@@ -109,6 +109,11 @@ def test_output_to_a_log_is_a_plain_front_table(tmp_path: Path) -> None:
                            text=True, env=env, timeout=600)
     assert shown.returncode == 0, shown.stderr
     assert "…" not in shown.stdout
+    # The job `run` recorded has a report like a submitted job.
+    report = subprocess.run([str(BIN), "report", job, "--out", "report.html", "--db", db], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert report.returncode == 0, report.stderr
+    assert f"job {job}: digits-test (succeeded)" in (tmp_path / "report.html").read_text()
     table = [ln.split() for ln in shown.stdout.splitlines()[1:]]
     assert table[0] == ["trial", "sparsity", "nonzero_params", "search_accuracy", "report_accuracy"]
     assert [[r[0], r[4]] for r in table[1:]] == [[p[0], p[3]] for p in printed]
