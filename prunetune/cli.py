@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from prunetune.console import console, fail, plain_table
 from prunetune.errors import PrunetuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="AutoML search for pruning policies.")
-console = Console()
-err_console = Console(stderr=True)
 
 DEFAULT_DB = "sqlite:///prunetune.db"
 
@@ -23,19 +21,6 @@ DEFAULT_DB = "sqlite:///prunetune.db"
 @app.callback()
 def _root() -> None:
     """AutoML search for pruning policies: per-layer sparsity, Pareto fronts, real exports."""
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print one line naming what was wrong and exit non-zero."""
-    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def plain_table(rows: list[list[str]], header: list[str]) -> str:
-    """Right-aligned columns of plain text, as wide as their widest cell: what a log
-    file, CI or ``| tee`` shows intact (rich's table squeezes to 80 columns there)."""
-    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows])
 
 
 def _cell(v: Any) -> str:

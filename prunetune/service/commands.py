@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from prunetune.console import console, fail, plain_table
 from prunetune.errors import PrunetuneError
 
 DEFAULT_DB = "sqlite:///prunetune.db"
@@ -26,17 +27,11 @@ _MAX_ID = 2**63 - 1  # job ids are 64-bit in the database
 
 def _job_id(value: int) -> int:
     if not 0 <= value <= _MAX_ID:
-        _fail(f"argument 'JOB': got {value}; a job id from 0 to {_MAX_ID}")
+        fail(f"argument 'JOB': got {value}; a job id from 0 to {_MAX_ID}")
     return value
 
 
 JobId = Annotated[int, typer.Argument(metavar="JOB", help="job id", callback=_job_id)]
-
-
-def _fail(message: str) -> None:
-    from prunetune.cli import fail
-
-    fail(message)
 
 
 def _check_db(db: str, *, existing: bool = False) -> None:
@@ -48,7 +43,7 @@ def _check_db(db: str, *, existing: bool = False) -> None:
     try:
         check_url(db, existing=existing)
     except PrunetuneError as err:
-        _fail(f"option '--db': {err}")
+        fail(f"option '--db': {err}")
 
 
 def _client(url: str | None, token: str | None, db: str, *, existing: bool = True) -> Any:
@@ -64,8 +59,6 @@ def _client(url: str | None, token: str | None, db: str, *, existing: bool = Tru
 
 def _print_json(data: Any) -> None:
     import json
-
-    from prunetune.cli import console
 
     console.print_json(json.dumps(data, default=str))
 
@@ -104,7 +97,7 @@ def register(app: typer.Typer) -> None:
             upgrade(db)
             token = create_token(db, owner, admin=admin)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         typer.echo(f"{'admin ' if admin else ''}token for {owner!r} (stored hashed; shown only now):", err=True)
         typer.echo(token)
 
@@ -119,7 +112,7 @@ def register(app: typer.Typer) -> None:
             upgrade(db)
             rows = list_tokens(db)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         _print_json(rows)
 
     @token_app.command("revoke")
@@ -136,9 +129,9 @@ def register(app: typer.Typer) -> None:
             upgrade(db)
             done = revoke_token(db, prefix)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         if not done:
-            _fail(f"argument 'PREFIX': got {prefix[:16]!r}; no unrevoked token has it (see `prunetune token list`)")
+            fail(f"argument 'PREFIX': got {prefix[:16]!r}; no unrevoked token has it (see `prunetune token list`)")
         typer.echo(f"revoked token {prefix[:16]}")
 
     @app.command()
@@ -168,7 +161,7 @@ def register(app: typer.Typer) -> None:
         try:
             api = create_app(db)
         except (PrunetuneError, ValueError) as err:
-            _fail(str(err))
+            fail(str(err))
         uvicorn.run(api, host=host, port=port, log_level="warning")
 
     @app.command()
@@ -197,7 +190,7 @@ def register(app: typer.Typer) -> None:
         try:
             runner = Worker(db, ray_address=ray_address, workers=workers, lease_s=lease, poll_s=poll)
         except (PrunetuneError, ValueError) as err:
-            _fail(str(err))
+            fail(str(err))
         # SIGTERM: finish the job in hand, then exit (SIGKILL leaves it to the lease).
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         typer.echo(f"worker {runner.id} polling {runner.store.engine.url!r}", err=True)
@@ -216,7 +209,7 @@ def register(app: typer.Typer) -> None:
                 status = job.wait(progress=True)
                 typer.echo(f"job {job.id}: {status.state}", err=True)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         typer.echo(str(job.id))
 
     @app.command()
@@ -225,7 +218,7 @@ def register(app: typer.Typer) -> None:
         try:
             st = _client(url, token, db).get(job)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         _print_json({k: v for k, v in st.raw.items() if k != "spec"})
 
     @app.command()
@@ -233,12 +226,10 @@ def register(app: typer.Typer) -> None:
         """A job's Pareto front (quality against nonzero parameters)."""
         from rich.table import Table
 
-        from prunetune.cli import console
-
         try:
             points = _client(url, token, db).pareto_front(job)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         if not points:
             console.print("no completed trial yet: empty front")
             return
@@ -251,8 +242,6 @@ def register(app: typer.Typer) -> None:
                          f"{p.nonzero_params:.0f}" if p.nonzero_params is not None else "",
                          f"{p.quality:.4f}", f"{rep:.4f}" if isinstance(rep, float) else ""])
         if not console.is_terminal:  # a log or a pipe: plain columns, never squeezed to "…"
-            from prunetune.cli import plain_table
-
             console.print(f"job {job}: Pareto front\n{plain_table(rows, cols)}",
                           markup=False, highlight=False, soft_wrap=True)
             return
@@ -275,9 +264,9 @@ def register(app: typer.Typer) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(html, encoding="utf-8")
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         except OSError as err:
-            _fail(f"option '--out': got {str(out)!r}; a file that can be written ({err.strerror or err})")
+            fail(f"option '--out': got {str(out)!r}; a file that can be written ({err.strerror or err})")
         typer.echo(str(out.resolve()))
 
     @app.command()
@@ -286,7 +275,7 @@ def register(app: typer.Typer) -> None:
         try:
             st = _client(url, token, db).cancel(job)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         typer.echo(f"job {job}: {st.state}" + (" (cancel requested)" if st.state == "running" else ""))
 
     @app.command()
@@ -309,7 +298,7 @@ def register(app: typer.Typer) -> None:
         chosen = [name for name, given in (("--trial", trial is not None), ("--best", best),
                                            ("--sparsity", sparsity is not None)) if given]
         if len(chosen) != 1:
-            _fail(f"give exactly one of --trial N, --best or --sparsity X; got {', '.join(chosen) or 'none'}")
+            fail(f"give exactly one of --trial N, --best or --sparsity X; got {', '.join(chosen) or 'none'}")
         try:
             client = _client(url, token, db)
             if trial is None:
@@ -317,7 +306,7 @@ def register(app: typer.Typer) -> None:
             written = client.export(job, trial, out.resolve() if not url else out, overwrite=overwrite,
                                     format=format)
         except (PrunetuneError, ValueError) as err:
-            _fail(str(err))
+            fail(str(err))
         typer.echo(f"exported job {job} trial {trial} ({written['format']}, {written['nbytes']} bytes) to")
         _echo_file_sizes(Path(written["path"]))
         typer.echo(written["path"])

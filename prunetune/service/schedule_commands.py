@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from prunetune.console import fail
 from prunetune.errors import PrunetuneError
 from prunetune.service.commands import (
     DEFAULT_DB,
@@ -16,7 +17,6 @@ from prunetune.service.commands import (
     Url,
     _check_db,
     _client,
-    _fail,
     _print_json,
 )
 
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         try:
             runner = Scheduler(db, poll_s=poll, grace_s=grace)
         except (PrunetuneError, ValueError) as err:
-            _fail(str(err))
+            fail(str(err))
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         typer.echo(f"scheduler {runner.id} polling {runner.store.engine.url!r} every {poll:g} s", err=True)
         runner.run_forever()
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
             row = _client(url, token, db, existing=False).schedule(spec_path, cron=cron, name=name, timezone=timezone,
                                                    catch_up=catch_up, warm_start=warm_start, reseed=reseed)
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         _print_json(row)
 
     @app.command()
@@ -68,5 +68,5 @@ def register(app: typer.Typer) -> None:
         try:
             rows = _client(url, token, db).schedules()
         except PrunetuneError as err:
-            _fail(str(err))
+            fail(str(err))
         _print_json(rows)
