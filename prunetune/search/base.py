@@ -1,16 +1,16 @@
-"""The ask/tell contract every search strategy follows, and the records it exchanges."""
+"""The ask/tell contract every search strategy follows, and the records it exchanges
+(defined in :mod:`prunetune.records`, re-exported here)."""
 
 from __future__ import annotations
 
-import enum
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
+from prunetune.records import Candidate, TrialResult, TrialState
 from prunetune.spaces.space import SearchSpace
 
 # Score thresholds, relative to a layer's mean score, at which ``LayerStats`` records the
@@ -65,55 +65,6 @@ class SearchContext:
             for i in idx:
                 out[i] = above / n
         return out
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A per-layer allocation to evaluate.
-
-    Attributes:
-        sparsities: one fraction per layer of the space, in the space's layer order.
-        origin: how it was made ("random", "uniform", "mutation", "warm-start", ...).
-        info: small, JSON-friendly details a strategy wants recorded with the trial.
-        fidelity: fraction of the search split to score it on (multi-fidelity screening);
-            only full-fidelity (1.0) results make the Pareto front.
-    """
-
-    sparsities: tuple[float, ...]
-    origin: str = ""
-    info: Mapping[str, Any] = field(default_factory=dict)
-    fidelity: float = 1.0
-
-
-class TrialState(enum.Enum):
-    COMPLETE = "complete"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class TrialResult:
-    """What came of evaluating a candidate.
-
-    ``quality`` is the task's quality metric on the search split (higher is better);
-    ``size`` the model's nonzero parameters. Both are None for a failed trial, whose
-    ``error`` says why.
-    """
-
-    number: int
-    candidate: Candidate
-    state: TrialState
-    quality: float | None = None
-    size: float | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.state is TrialState.COMPLETE
-            and self.quality is not None
-            and math.isfinite(self.quality)
-        )
 
 
 class Strategy(ABC):
@@ -220,3 +171,9 @@ def owl_allocation(
     scaled = (ratio - ratio.min()) / span * 2 * lam if span > 0 else np.zeros_like(ratio)
     density = scaled - scaled.mean() + (1.0 - target)
     return [float(v) for v in 1.0 - density]
+
+
+__all__ = [
+    "THRESHOLDS", "Candidate", "LayerStats", "SearchContext", "Strategy", "TrialResult", "TrialState",
+    "owl_allocation",
+]

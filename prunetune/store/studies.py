@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState as OptunaState
 
-from prunetune.search.base import Candidate, TrialResult, TrialState
+from prunetune.records import Candidate, TrialResult, TrialState
 from prunetune.spaces.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
