@@ -22,6 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check prunetune tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layer contracts in pyproject.toml
 
 # PostgreSQL up and chromium installed (tools/test-services.sh), so `make test` alone works.
 services:
