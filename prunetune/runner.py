@@ -27,7 +27,7 @@ from prunetune.search.controller import (
     score_report,
 )
 from prunetune.spec import SearchSpec
-from prunetune.store.studies import TrialRecorder
+from prunetune.store.studies import LEVELS_KEY, TrialRecorder
 from prunetune.workbench import Workbench, build_workbench
 from prunetune.workers.base import Executor, InProcessExecutor
 
@@ -135,7 +135,7 @@ def run_job(
     reports = recorder.reports()
     levels = (level_table(front, reports, baselines, bench.space, bench.task.quality_name)
               if spec.mode == "pareto" else [])
-    recorder.set_attrs({"levels": levels})
+    recorder.set_attrs({LEVELS_KEY: levels})
     outcome = SearchOutcome(
         results=results,
         front=front,

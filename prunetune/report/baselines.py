@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prunetune.search.registry import strategy_class
 from prunetune.spaces.space import SearchSpace
+from prunetune.store.studies import BASELINES_KEY
 
 if TYPE_CHECKING:
     from prunetune.spec import SearchSpec
@@ -96,12 +97,12 @@ def job_baselines(spec: SearchSpec, bench: Workbench, executor: Executor, record
     levels = None if spec.report is None else spec.report.levels
     if not names:
         return {}
-    stored = recorder.study.user_attrs.get("baselines")
+    stored = recorder.study.user_attrs.get(BASELINES_KEY)
     if isinstance(stored, dict) and stored:
         return stored
     if stopped:
         return {}
     allocations = baseline_allocations(spec, bench, names, baseline_levels(bench.space, levels))
     scored = evaluate_baselines(executor, allocations, bench.task.quality_name)
-    recorder.set_attrs({"baselines": scored})
+    recorder.set_attrs({BASELINES_KEY: scored})
     return scored

@@ -25,9 +25,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from prunetune.store.studies import ensure_sqlite_parent
+from prunetune.store.studies import FIDELITY_KEY, REPORT_KEY, SIZE_NAME, ensure_sqlite_parent
 
-_NOT_SPLIT_METRICS = frozenset({"eval_seconds", "fidelity_level", "nonzero_params", "sparsity"})
+_NOT_SPLIT_METRICS = frozenset({"eval_seconds", FIDELITY_KEY, SIZE_NAME, "sparsity"})
 
 
 class DashboardStorage(optuna.storages.RDBStorage):
@@ -47,7 +47,7 @@ def with_job_attrs(trial: FrozenTrial, study_attrs: dict[str, Any]) -> FrozenTri
     strategy = study_attrs.get("strategy")
     if strategy is not None and "strategy" not in trial.user_attrs:
         extra["strategy"] = strategy
-    report = (study_attrs.get("report") or {}).get(str(trial.number), {})
+    report = (study_attrs.get(REPORT_KEY) or {}).get(str(trial.number), {})
     for key, value in report.items():
         # Size metrics are the same on every split; show what the REPORT split measured.
         if key in _NOT_SPLIT_METRICS or trial.user_attrs.get(key) == value:

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaState
 
 from prunetune.search.pareto import hypervolume, non_dominated
+from prunetune.store.studies import FIDELITY_KEY, ORIGIN_KEY, REPORT_KEY, SIZE_NAME
 
 # Quality metrics whose values are >= 0, so 0 is a reference no front can fall below.
 BOUNDED_AT_ZERO = frozenset({"accuracy", "fidelity", "retrieval_at_1"})
@@ -66,7 +67,7 @@ def _point(t: FrozenTrial, size: float, report: dict[str, float]) -> FrontPoint:
     sparsity = t.user_attrs.get("sparsity")
     return FrontPoint(t.number, float(values[0]), float(size),
                       float(sparsity) if isinstance(sparsity, (int, float)) else None,
-                      dict(report), dict(t.params), str(t.user_attrs.get("origin", "")))
+                      dict(report), dict(t.params), str(t.user_attrs.get(ORIGIN_KEY, "")))
 
 
 def load_front(storage: optuna.storages.BaseStorage | str, study_name: str) -> StudyFront:
@@ -77,15 +78,15 @@ def load_front(storage: optuna.storages.BaseStorage | str, study_name: str) -> S
     """
     study = optuna.load_study(study_name=study_name, storage=storage)
     attrs = dict(study.user_attrs)
-    reports = attrs.get("report", {})
+    reports = attrs.get(REPORT_KEY, {})
     names = study.metric_names or ["quality"]
     two = len(study.directions) == 2
     ok = [t for t in study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
           if t.values and math.isfinite(t.values[0])
-          and float(t.user_attrs.get("fidelity_level", 1.0)) == 1.0]
+          and float(t.user_attrs.get(FIDELITY_KEY, 1.0)) == 1.0]
 
     def size(t: FrozenTrial) -> float:
-        return float(t.values[1]) if two else float(t.user_attrs.get("nonzero_params", float("nan")))
+        return float(t.values[1]) if two else float(t.user_attrs.get(SIZE_NAME, float("nan")))
 
     cloud = [_point(t, size(t), reports.get(str(t.number), {})) for t in ok]
     if not cloud:

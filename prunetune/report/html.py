@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from prunetune.store.studies import BASELINES_KEY, LEVELS_KEY
+
 if TYPE_CHECKING:
     from prunetune.report.fronts import StudyFront
     from prunetune.search.controller import SearchOutcome
@@ -72,8 +74,8 @@ class ReportData:
                              [float(p.allocation.get(n, 0.0)) for n in layers])
                  for p in sorted(sf.points, key=lambda p: p.size)]
         return cls(title, q, layers, front, [(p.size, p.quality) for p in sf.trials],
-                   dict(sf.attrs.get("baselines") or {}), dict(sf.attrs.get("dense") or {}),
-                   dict(sf.attrs.get("provenance") or {}), comparison, list(sf.attrs.get("levels") or []))
+                   dict(sf.attrs.get(BASELINES_KEY) or {}), dict(sf.attrs.get("dense") or {}),
+                   dict(sf.attrs.get("provenance") or {}), comparison, list(sf.attrs.get(LEVELS_KEY) or []))
 
 
 def _num(v: Any) -> float | None:

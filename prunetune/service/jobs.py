@@ -21,7 +21,15 @@ from prunetune.spec import SearchSpec
 from prunetune.store.db import ConflictError, NotFoundError, upgrade
 from prunetune.store.jobs import JobInfo, JobStore
 from prunetune.store.models import JobState
-from prunetune.store.studies import SIZE_NAME, open_storage
+from prunetune.store.studies import (
+    FAIL_REASON_KEY,
+    FIDELITY_KEY,
+    ORIGIN_KEY,
+    REPORT_KEY,
+    SIZE_NAME,
+    STALE_KEY,
+    open_storage,
+)
 from prunetune.store.tokens import Principal
 
 # What an embedded client (and the CLI on --db) acts as: it has the database itself.
@@ -144,13 +152,13 @@ class JobService:
             out.append({
                 "trial": t.number,
                 "state": t.state.name.lower(),
-                "stale": bool(attrs.get("stale", False)),
+                "stale": bool(attrs.get(STALE_KEY, False)),
                 "quality": _finite(t.values[0]) if t.values else None,
                 "nonzero_params": _finite(t.values[1]) if t.values and len(t.values) > 1 else attrs.get(SIZE_NAME),
                 "sparsity": attrs.get("sparsity"),
-                "origin": attrs.get("origin"),
-                "fidelity": attrs.get("fidelity_level", 1.0),
-                "error": attrs.get("fail_reason"),
+                "origin": attrs.get(ORIGIN_KEY),
+                "fidelity": attrs.get(FIDELITY_KEY, 1.0),
+                "error": attrs.get(FAIL_REASON_KEY),
                 "started_at": t.datetime_start.isoformat() if t.datetime_start else None,
                 "completed_at": t.datetime_complete.isoformat() if t.datetime_complete else None,
                 "allocation": dict(t.params),
@@ -164,14 +172,14 @@ class JobService:
         if study is None:
             return []
         ok = [t for t in study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
-              if t.values and math.isfinite(t.values[0]) and float(t.user_attrs.get("fidelity_level", 1.0)) == 1.0]
+              if t.values and math.isfinite(t.values[0]) and float(t.user_attrs.get(FIDELITY_KEY, 1.0)) == 1.0]
         if not ok:
             return []
         if len(study.directions) == 2:
             chosen = [ok[i] for i in non_dominated([(t.values[0], t.values[1]) for t in ok])]
         else:
             chosen = [max(ok, key=lambda t: (t.values[0], -t.number))]
-        reports = study.user_attrs.get("report", {})
+        reports = study.user_attrs.get(REPORT_KEY, {})
         names = study.metric_names or ["quality"]
         return [{
             "trial": t.number,

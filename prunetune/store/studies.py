@@ -28,6 +28,19 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 SIZE_NAME = "nonzero_params"
 
+# The keys prunetune writes into Optuna studies (as Optuna keeps its own system-attribute
+# keys as constants): every reader asks this module for them.
+# Trial user attributes, besides the evaluator's metrics:
+ORIGIN_KEY = "origin"  # how the candidate was made (Candidate.origin)
+INFO_KEY = "info"  # a strategy's details of the candidate, as JSON
+FIDELITY_KEY = "fidelity_level"  # fraction of the search split scored; only 1.0 makes a front
+FAIL_REASON_KEY = "fail_reason"  # why a failed trial failed
+STALE_KEY = "stale"  # left RUNNING by a dead runner; its candidate runs again as a new trial
+# Study user attributes:
+REPORT_KEY = "report"  # {trial number as a string: REPORT-split metrics}
+BASELINES_KEY = "baselines"  # {strategy: its points' REPORT-split scores}
+LEVELS_KEY = "levels"  # the front read at the front levels, beside uniform
+
 
 def ensure_sqlite_parent(url: str) -> None:
     """SQLite creates the file but not its folder; create the folder."""
@@ -100,11 +113,11 @@ class TrialRecorder:
     def start(self, candidate: Candidate) -> int:
         """Hand out a candidate: a RUNNING trial with its allocation as params."""
         params = dict(zip(self.space.names, candidate.sparsities, strict=True))
-        attrs = {"origin": candidate.origin, "fidelity_level": candidate.fidelity}
+        attrs = {ORIGIN_KEY: candidate.origin, FIDELITY_KEY: candidate.fidelity}
         self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
         trial = self.study.ask(self._distributions)
         if candidate.info:
-            trial.set_user_attr("info", json.dumps(dict(candidate.info), default=float))
+            trial.set_user_attr(INFO_KEY, json.dumps(dict(candidate.info), default=float))
         self._running[trial.number] = trial
         return trial.number
 
@@ -116,24 +129,24 @@ class TrialRecorder:
             values = [result.quality, result.size] if self.pareto else [result.quality]
             self.study.tell(trial, values)  # type: ignore[arg-type]
         else:
-            trial.set_user_attr("fail_reason", result.error or "unknown")
+            trial.set_user_attr(FAIL_REASON_KEY, result.error or "unknown")
             self.study.tell(trial, state=OptunaState.FAIL)
 
     def set_report(self, number: int, metrics: Mapping[str, float]) -> None:
         """Attach REPORT-split scores of a finished trial (kept as a study attribute,
         since Optuna freezes a finished trial's attributes)."""
-        reports = dict(self.study.user_attrs.get("report", {}))
+        reports = dict(self.study.user_attrs.get(REPORT_KEY, {}))
         reports[str(number)] = dict(metrics)
-        self.study.set_user_attr("report", reports)
+        self.study.set_user_attr(REPORT_KEY, reports)
 
     def reports(self) -> dict[int, dict[str, float]]:
-        return {int(k): v for k, v in self.study.user_attrs.get("report", {}).items()}
+        return {int(k): v for k, v in self.study.user_attrs.get(REPORT_KEY, {}).items()}
 
     def results(self) -> list[TrialResult]:
         """Finished trials (complete and failed), in trial order, as strategy records."""
         out = []
         for t in self.study.get_trials(deepcopy=False):
-            if t.state not in (OptunaState.COMPLETE, OptunaState.FAIL) or t.user_attrs.get("stale"):
+            if t.state not in (OptunaState.COMPLETE, OptunaState.FAIL) or t.user_attrs.get(STALE_KEY):
                 continue
             out.append(self._to_result(t))
         return out
@@ -150,8 +163,8 @@ class TrialRecorder:
             if t.number in self._running:
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            self.storage.set_trial_user_attr(trial_id, "stale", True)
-            self.storage.set_trial_user_attr(trial_id, "fail_reason", "runner died while evaluating")
+            self.storage.set_trial_user_attr(trial_id, STALE_KEY, True)
+            self.storage.set_trial_user_attr(trial_id, FAIL_REASON_KEY, "runner died while evaluating")
             self.storage.set_trial_state_values(trial_id, OptunaState.FAIL)
             if len(t.params) == len(self.space.names):
                 stale.append(self._to_result(t).candidate)
@@ -160,9 +173,9 @@ class TrialRecorder:
     def _to_result(self, t: optuna.trial.FrozenTrial) -> TrialResult:
         cand = Candidate(
             tuple(float(t.params.get(n, 0.0)) for n in self.space.names),
-            origin=str(t.user_attrs.get("origin", "")),
-            info=json.loads(t.user_attrs.get("info", "{}")),
-            fidelity=float(t.user_attrs.get("fidelity_level", 1.0)),
+            origin=str(t.user_attrs.get(ORIGIN_KEY, "")),
+            info=json.loads(t.user_attrs.get(INFO_KEY, "{}")),
+            fidelity=float(t.user_attrs.get(FIDELITY_KEY, 1.0)),
         )
         metrics = {k: float(v) for k, v in t.user_attrs.items() if isinstance(v, (int, float))}
         if t.state == OptunaState.COMPLETE and t.values is not None:
@@ -170,7 +183,7 @@ class TrialRecorder:
             return TrialResult(t.number, cand, TrialState.COMPLETE, t.values[0], size, metrics)
         return TrialResult(
             t.number, cand, TrialState.FAILED, metrics=metrics,
-            error=str(t.user_attrs.get("fail_reason", "failed")),
+            error=str(t.user_attrs.get(FAIL_REASON_KEY, "failed")),
         )
 
 
