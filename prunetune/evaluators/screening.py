@@ -19,11 +19,11 @@ One question in both modes: *could this candidate still improve the final result
 In effect slice scores are compared with slice scores (a full result is its own slice
 score put through the same line, plus its residual), so the shared bias cancels. The
 first ``warmup`` candidates are promoted unconditionally, and so is everything until
-three (slice, full) pairs exist (no spread to measure before then). Earlier versions
-promoted the top quarter of the slice scores seen so far (in budget mode early results
-are always in the top quarter) or anything non-dominated by a mean-gap prediction plus
-two standard deviations of the gap; on MiniLM they promoted half to nine tenths of the
-candidates and did not pay (``benchmarks/multifidelity.py``).
+three (slice, full) pairs exist (no spread to measure before then). Simpler rules do
+not pay: promoting the top quarter of the slice scores seen so far (in budget mode early
+results are always in the top quarter), or anything non-dominated by a mean-gap
+prediction plus two standard deviations of the gap, promotes half to nine tenths of
+MiniLM's candidates (``benchmarks/multifidelity.py``).
 
 ``ScreenedStrategy`` wraps any strategy: its proposals are scored at ``fraction``, and
 the promoted ones come back as full-fidelity candidates (origin ``promoted``, with

@@ -66,10 +66,6 @@ class Criterion(ABC):
     reduce: ClassVar[Literal["sum", "l2"]] = "sum"
     structures_only: ClassVar[bool] = False
 
-    @property
-    def needs_inputs(self) -> bool:  # kept for callers of the first version
-        return "inputs" in self.needs
-
     def __call__(self, weight: torch.Tensor, inputs: InputStats | WeightStats | None) -> torch.Tensor:
         """Scores shaped like ``weight`` (float32, on the weight's device)."""
         stats = inputs if isinstance(inputs, WeightStats) else WeightStats(inputs=inputs)
