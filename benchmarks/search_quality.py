@@ -19,6 +19,12 @@ point (fidelity 0, size 1). Ends with ``RESULT hv_<strategy>=<x> ...``.
 ``--reconstruction sparsegpt`` searches over a level database of SparseGPT-reconstructed
 layers instead of Wanda masks (uniform and OWL then are reconstructed too).
 
+``--score-split validation`` scores the best allocation (or the front) on the validation
+split instead (``task.validation``, cut after the other three: ``--validation`` chunks,
+default as many as search) and writes ``search_quality_validation-*.json``, which the
+README tables never read: tuning decisions (defaults, options) are made on these runs,
+and REPORT is read only for the published figures.
+
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/search_quality.py
 --sparsity 0.7 --budget 64 --seeds 1``.
 """
@@ -52,7 +58,8 @@ def make_spec(args: argparse.Namespace, strategy: str, seed: int, trials: int, o
         "name": f"bench-{strategy}",
         "model": {"source": "minilm"},
         "task": {"kind": "embedding", "data": "pydoc", "calibration": args.calibration,
-                 "search": args.search, "report": args.report},
+                 "search": args.search, "report": args.report,
+                 **({"validation": args.validation} if args.validation is not None else {})},
         "space": {"criterion": "wanda", "min": 0.0, "max": args.max, "step": 0.05,
                   "reconstruction": args.reconstruction},
         "budget": {"trials": trials},
@@ -89,27 +96,32 @@ def run_one(args: argparse.Namespace, bench: Any, strategy: str, seed: int, db: 
     out = run_job(spec, db=db, bench=bench, on_progress=progress,
                   should_stop=lambda: spent[0] >= args.budget - 1e-9)
     wall = time.perf_counter() - start
+    scores = out.reports
+    if args.score_split == "validation":  # the front (Pareto) or the best, scored on validation
+        scored = out.front if args.pareto else out.front[:1]
+        scores = {r.number: bench.evaluator.evaluate(r.candidate.sparsities, split="validation") for r in scored}
     full = [r for r in out.results if r.ok and r.candidate.fidelity == 1.0]
     row: dict[str, Any] = {
         "strategy": strategy, "seed": seed, "options": options, "trials": len(out.results),
         "full_evaluations": len(full), "cost": round(spent[0], 3),
         "failed": sum(1 for r in out.results if not r.ok), "wall_seconds": round(wall, 1),
+        "score_split": args.score_split,
     }
     if args.pareto:
         total = bench.space.prunable_params + bench.space.extra_params
-        pts = [(out.reports[r.number]["fidelity"], r.size / total) for r in out.front
-               if r.number in out.reports and "fidelity" in out.reports[r.number] and r.size]
+        pts = [(scores[r.number]["fidelity"], r.size / total) for r in out.front
+               if r.number in scores and "fidelity" in scores[r.number] and r.size]
         row["front"] = [{"trial": r.number, "size": r.size, "search": r.quality,
-                         "report": out.reports.get(r.number, {})} for r in out.front]
+                         args.score_split: scores.get(r.number, {})} for r in out.front]
         row["hypervolume"] = hypervolume(pts, HV_REFERENCE)
         row["hypervolume_search"] = hypervolume(
             [(float(r.quality), float(r.size) / total) for r in out.front], HV_REFERENCE)  # type: ignore[arg-type]
         return row
     best = out.front[0]
-    report = out.reports[best.number]
+    report = scores[best.number]
     row.update({
         "best_trial": best.number, "best_origin": best.candidate.origin,
-        "search_fidelity": best.quality, "report_fidelity": report["fidelity"],
+        "search_fidelity": best.quality, f"{args.score_split}_fidelity": report["fidelity"],
         "one_minus_fidelity": 1.0 - report["fidelity"],
         "retrieval_at_1": report.get("retrieval_at_1"),
         "sparsity": bench.space.overall_sparsity(best.candidate.sparsities),
@@ -152,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", type=int, default=256)
     p.add_argument("--search", type=int, default=128, help="search-split chunks")
     p.add_argument("--report", type=int, default=512)
+    p.add_argument("--validation", type=int, default=None,
+                   help="validation-split chunks (default: as many as --search)")
+    p.add_argument("--score-split", default="report", choices=("report", "validation"),
+                   help="where the best allocation (or the front) is scored: report for published "
+                        "figures, validation for tuning decisions")
     p.add_argument("--max", type=float, default=0.95, help="per-layer sparsity cap")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results")
@@ -176,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue  # deterministic baselines: one run stands for every seed
                 row = run_one(args, bench, strategy, seed, f"sqlite:///{tmp}/{strategy}-{seed}.db")
                 rows.append(row)
+                r1 = row.get("retrieval_at_1")
                 shown = (f"hv={row['hypervolume']:.4f}" if args.pareto else
-                         f"1-fid={row['one_minus_fidelity']:.4f} r@1={row['retrieval_at_1']:.3f} "
-                         f"(search {1 - row['search_fidelity']:.4f})")
+                         f"1-fid={row['one_minus_fidelity']:.4f} ({args.score_split}) "
+                         f"r@1={'-' if r1 is None else f'{r1:.3f}'} (search {1 - row['search_fidelity']:.4f})")
                 print(f"{strategy:16s} seed={seed} {shown} trials={row['trials']} cost={row['cost']} "
                       f"{row['wall_seconds']}s", flush=True)
 
@@ -193,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         mode += f"-{args.reconstruction}"
     result = {
         "benchmark": "search_quality", "mode": "pareto" if args.pareto else "budget",
-        "args": vars(args), "started": started.isoformat(), "git_commit": commit,
+        "args": vars(args), "score_split": args.score_split, "started": started.isoformat(), "git_commit": commit,
         "machine": f"{platform.machine()} {platform.system()} {platform.processor()}",
         "provenance": provenance(bench.spec, bench), "dense": bench.task.dense_reference(),
         "reconstruction": args.reconstruction, "levels": level_figures(bench),
@@ -203,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"search_quality-{mode}-b{args.budget}-n{args.seeds}-{started:%Y%m%dT%H%M%S}.json"
+    # Validation runs under their own prefix: the README's tables (search_quality-*) never read them.
+    stem = "search_quality" if args.score_split == "report" else "search_quality_validation"
+    path = out / f"{stem}-{mode}-b{args.budget}-n{args.seeds}-{started:%Y%m%dT%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {path}")
     for s, v in summary.items():

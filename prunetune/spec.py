@@ -110,7 +110,7 @@ class DatasetSource(_Strict):
 
 class TaskSpec(_Strict):
     """The quality metric. Split sizes count examples (text chunks or images), and the
-    calibration, search and report splits are disjoint."""
+    calibration, search, report and validation splits are disjoint."""
 
     kind: Literal["embedding", "classification", "causal-lm", "callable"]
     # "pydoc" (bundled text), a local .txt/.csv/.jsonl file, "digits" (the digits model's
@@ -120,6 +120,10 @@ class TaskSpec(_Strict):
     calibration: int = Field(128, ge=1, le=100_000)
     search: int = Field(256, ge=1, le=100_000)
     report: int = Field(512, ge=1, le=100_000)
+    # For tuning decisions (defaults, options), so REPORT is read only for published
+    # figures; cut after the other three, which stay as they are. None: as many as
+    # search, or what the data leaves (scoring an empty one names task.validation).
+    validation: int | None = Field(None, ge=0, le=100_000)
     batch_size: int = Field(32, ge=1, le=4096)
     # Truncation length of text examples; for causal-lm the fixed window length.
     max_length: int = Field(128, ge=8, le=8192)
@@ -140,7 +144,6 @@ class TaskSpec(_Strict):
     # (no shuffling, no re-cutting), the splits consecutive regions of that one stream, as
     # published perplexity tables read a split; None: shuffled chunks (the default).
     protocol: Literal["contiguous"] | None = None
-
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskSpec:

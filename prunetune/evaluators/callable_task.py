@@ -18,7 +18,7 @@ from torch import nn
 
 from prunetune.errors import EvaluationError, SpecError
 from prunetune.evaluators.sources import LoadedModel
-from prunetune.evaluators.tasks import Split, Task
+from prunetune.evaluators.tasks import SPLITS, Split, Task, check_split
 from prunetune.spec import TaskSpec
 
 
@@ -71,8 +71,10 @@ class CallableTask(Task):
 
     def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
         total = weight = 0.0
+        batches = self.inner.split_batches(split, fraction) if split in SPLITS else []
+        check_split(split, len(batches))
         with torch.inference_mode():
-            for batch in self.inner.split_batches(split, fraction):
+            for batch in batches:
                 value = float(self.fn(model, batch))
                 if not math.isfinite(value):
                     raise EvaluationError(f"task.function {self.function} returned {value} on a {split} batch")

@@ -2,10 +2,11 @@
 
 Text ("pydoc" by default, a local .txt file or a datasets source) is shuffled by chunk
 with the fixed split seed (``protocol: contiguous``: kept in order, whole rows), tokenised into one stream and cut into windows of ``task.max_length`` tokens every
-``task.stride`` tokens. The calibration, search and report splits are disjoint regions
-of that stream, and split sizes count windows. With overlapping windows only the tokens
-a window adds are scored (the standard sliding-window perplexity), so every token of a
-region is scored once, with at least ``max_length - stride`` tokens of context.
+``task.stride`` tokens. The calibration, search, report and validation splits are
+disjoint regions of that stream (validation last, so the others never move), and split
+sizes count windows. With overlapping windows only the tokens a window adds are scored
+(the standard sliding-window perplexity), so every token of a region is scored once,
+with at least ``max_length - stride`` tokens of context.
 
 The dense model's distribution is kept as its top-k tokens per position plus one "rest"
 bucket; KL over that coarsened distribution is exact when k is the vocabulary size and
@@ -26,10 +27,10 @@ from torch import nn
 
 from prunetune.errors import SpecError
 from prunetune.evaluators.classification import model_logits
-from prunetune.evaluators.data import SPLIT_SEED, text_chunks, text_rows
+from prunetune.evaluators.data import SPLIT_SEED, text_chunks, text_rows, validation_size
 from prunetune.evaluators.fidelity import check_fraction, subset_indices
 from prunetune.evaluators.sources import LoadedModel
-from prunetune.evaluators.tasks import SPLITS, Split, Task
+from prunetune.evaluators.tasks import SPLITS, Split, Task, check_split
 from prunetune.spec import TaskSpec
 
 # Entries of the dense distribution kept per token (all of them for vocabularies this small).
@@ -96,11 +97,18 @@ class CausalLMTask(Task):
             raise SpecError("task.calibration+search+report", sum(counts.values()),
                             f"the text has {len(stream)} tokens: about {fit} windows of "
                             f"{self.seq_len} every {self.stride} in all")
+        left = len(stream) - need
+        fits = (left - self.seq_len) // self.stride + 1 if left >= self.seq_len else 0
+        counts["validation"] = validation_size(spec.validation, spec.search, fits, "windows")
         self._windows: dict[str, torch.Tensor] = {}
         self._masks: dict[str, torch.Tensor] = {}
         start = 0
         for split in SPLITS:
             n = counts[split]
+            if n == 0:
+                self._windows[split] = torch.zeros(0, self.seq_len, dtype=torch.long)
+                self._masks[split] = torch.zeros(0, self.seq_len - 1, dtype=torch.bool)
+                continue
             ids = torch.tensor(stream[start : start + self._region(n)], dtype=torch.long)
             self._windows[split] = torch.stack([ids[i * self.stride : i * self.stride + self.seq_len]
                                                 for i in range(n)])
@@ -166,7 +174,9 @@ class CausalLMTask(Task):
         return out
 
     def prepare(self, model: nn.Module) -> None:
-        for split in ("search", "report"):
+        for split in ("search", "report", "validation"):
+            if not self._batches[split]:
+                continue
             parts = []
             with torch.inference_mode():
                 for b in self._batches[split]:
@@ -175,6 +185,7 @@ class CausalLMTask(Task):
         self._dense_metrics = self.score(model, "report")
 
     def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
+        check_split(split, len(self._windows.get(split, ())))
         return self._pass(model, self.split_batches(split, fraction), self._dense.get(split))
 
     def dense_reference(self) -> dict[str, float]:

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from prunetune.errors import SpecError
-from prunetune.evaluators.data import SPLIT_SEED, read_records
+from prunetune.evaluators.data import SPLIT_SEED, read_records, validation_size
 from prunetune.evaluators.fidelity import check_fraction, subset_indices
 from prunetune.evaluators.sources import LoadedModel
-from prunetune.evaluators.tasks import SPLITS, Split, Task, kl_to_teacher, text_batches
+from prunetune.evaluators.tasks import SPLITS, Split, Task, check_split, kl_to_teacher, text_batches
 from prunetune.spec import TaskSpec
 
 SKLEARN_SETS = ("digits", "iris", "wine", "breast_cancer")
@@ -81,7 +81,8 @@ def _cut(n: int, spec: TaskSpec) -> dict[str, list[int]]:
     order = list(range(n))
     random.Random(SPLIT_SEED).shuffle(order)
     a, b = spec.calibration, spec.calibration + spec.search
-    return {"calibration": order[:a], "search": order[a:b], "report": order[b:need]}
+    end = need + validation_size(spec.validation, spec.search, n - need)
+    return {"calibration": order[:a], "search": order[a:b], "report": order[b:need], "validation": order[need:end]}
 
 
 class ClassificationTask(Task):
@@ -120,8 +121,9 @@ class ClassificationTask(Task):
         if spec.calibration > train:
             raise SpecError("task.calibration", spec.calibration, f"at most {train} (training images)")
         a, b = train + spec.search, train + spec.search + spec.report
-        self._x = {"calibration": x[: spec.calibration], "search": x[train:a], "report": x[a:b]}
-        self._y = {"calibration": y[: spec.calibration], "search": y[train:a], "report": y[a:b]}
+        c = b + validation_size(spec.validation, spec.search, len(x) - b, "held-out images")
+        self._x = {"calibration": x[: spec.calibration], "search": x[train:a], "report": x[a:b], "validation": x[b:c]}
+        self._y = {"calibration": y[: spec.calibration], "search": y[train:a], "report": y[a:b], "validation": y[b:c]}
 
     def _from_file(self, loaded: LoadedModel, spec: TaskSpec) -> None:
         if isinstance(spec.data, str) and not spec.data.endswith((".csv", ".jsonl")):
@@ -196,7 +198,9 @@ class ClassificationTask(Task):
         return torch.cat(logits), torch.cat([b["index"] for b in batches])
 
     def prepare(self, model: nn.Module) -> None:
-        for split in ("search", "report"):
+        for split in ("search", "report", "validation"):
+            if not self._batches[split]:
+                continue
             logits, idx = self._logits(model, self._batches[split])
             dense = torch.empty_like(logits)
             dense[idx] = logits
@@ -204,6 +208,7 @@ class ClassificationTask(Task):
         self._dense_metrics = self.score(model, "report")
 
     def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
+        check_split(split, len(self._y.get(split, ())))
         logits, idx = self._logits(model, self.split_batches(split, fraction))
         pred = logits.argmax(-1)
         metrics = {"accuracy": float((pred == self._y[split][idx]).float().mean())}

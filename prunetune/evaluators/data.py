@@ -9,7 +9,7 @@ import json
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -165,22 +165,43 @@ def digest(items: Sequence[object]) -> str:
 
 @dataclass(frozen=True)
 class Splits:
-    """Disjoint calibration, search and report examples."""
+    """Disjoint calibration, search, report and validation examples."""
 
     calibration: list[str]
     search: list[str]
     report: list[str]
+    validation: list[str] = field(default_factory=list)
 
     def hashes(self) -> dict[str, str]:
-        return {k: digest(getattr(self, k)) for k in ("calibration", "search", "report")}
+        return {k: digest(getattr(self, k)) for k in ("calibration", "search", "report", "validation")}
 
 
-def split_text(chunks: Sequence[str], calibration: int, search: int, report: int) -> Splits:
-    """Shuffle once with a fixed seed and cut disjoint splits.
+def validation_size(requested: int | None, search: int, left: int, unit: str = "examples") -> int:
+    """How many examples the validation split takes from the ``left`` that remain after
+    calibration, search and report (it is cut after them, so they never move).
+
+    ``requested`` None: as many as the search split, or all that is left when fewer.
 
     Raises:
-        SpecError: naming ``task.report`` (or the split that overflows) when the corpus
-            is too small for the requested sizes.
+        SpecError: on ``task.validation`` when more are requested than are left.
+    """
+    if requested is None:
+        return max(0, min(search, left))
+    if requested > left:
+        raise SpecError("task.validation", requested,
+                        f"the data leaves {max(left, 0)} {unit} after calibration, search and report; "
+                        "give at most that many, or more data, or smaller splits")
+    return requested
+
+
+def split_text(chunks: Sequence[str], calibration: int, search: int, report: int,
+               validation: int | None = None) -> Splits:
+    """Shuffle once with a fixed seed and cut disjoint splits; validation comes last
+    (``validation_size``), so the other three are the same whatever its size.
+
+    Raises:
+        SpecError: naming ``task.calibration+search+report`` (or ``task.validation``) when
+            the corpus is too small for the requested sizes.
     """
     need = calibration + search + report
     if need > len(chunks):
@@ -195,4 +216,5 @@ def split_text(chunks: Sequence[str], calibration: int, search: int, report: int
         calibration=order[:calibration],
         search=order[calibration : calibration + search],
         report=order[calibration + search : need],
+        validation=order[need : need + validation_size(validation, search, len(order) - need, "chunks")],
     )

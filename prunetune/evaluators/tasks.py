@@ -24,8 +24,20 @@ from prunetune.evaluators.fidelity import check_fraction, subset_indices
 from prunetune.evaluators.sources import LoadedModel
 from prunetune.spec import TaskSpec
 
-Split = Literal["calibration", "search", "report"]
-SPLITS: tuple[Split, ...] = ("calibration", "search", "report")
+Split = Literal["calibration", "search", "report", "validation"]
+# Validation is cut after the other three (``task.validation``): for tuning decisions
+# (defaults, options), so that REPORT is read only for published figures.
+SPLITS: tuple[Split, ...] = ("calibration", "search", "report", "validation")
+
+
+def check_split(split: str, count: int) -> None:
+    """Raise a SpecError unless ``split`` is a split name and has examples to score."""
+    if split not in SPLITS:
+        raise SpecError("split", split, f"allowed: {', '.join(SPLITS)}")
+    if count == 0:
+        field = "task.validation" if split == "validation" else f"task.{split}"
+        raise SpecError(field, 0, f"the {split} split has no examples to score; "
+                        "give it a size (the data must hold the splits before it too)")
 
 
 class Task(ABC):
@@ -114,6 +126,8 @@ def text_batches(tokenizer: Any, texts: Sequence[str], batch_size: int, max_leng
     Each batch carries ``index``: the position of its rows in ``texts`` (or the entries
     of ``index`` when given, so a subset's rows point into the whole split).
     """
+    if not texts:
+        return []
     enc = tokenizer(list(texts), truncation=True, max_length=max_length)
     ids = enc["input_ids"]
     where = list(range(len(ids))) if index is None else list(index)
@@ -147,7 +161,7 @@ class EmbeddingTask(Task):
         if loaded.tokenizer is None:
             raise SpecError("task.kind", "embedding", "needs a text model with a tokenizer")
         self.splits: Splits = split_text(text_chunks(spec.data, "embedding"),
-                                         spec.calibration, spec.search, spec.report)
+                                         spec.calibration, spec.search, spec.report, spec.validation)
         self._tok, self._bs, self._ml = loaded.tokenizer, spec.batch_size, spec.max_length
         self._batches: dict[str, list[dict[str, torch.Tensor]]] = {
             s: text_batches(self._tok, getattr(self.splits, s), self._bs, self._ml) for s in SPLITS
@@ -234,11 +248,13 @@ class EmbeddingTask(Task):
         return float(hits.float().mean())
 
     def prepare(self, model: nn.Module) -> None:
-        for split in ("search", "report"):
-            self._dense[split] = self._embed_split(model, self._batches[split])
+        for split in ("search", "report", "validation"):
+            if self._batches[split]:
+                self._dense[split] = self._embed_split(model, self._batches[split])
         self._dense_metrics = {"fidelity": 1.0, "retrieval_at_1": self._retrieval(model)}
 
     def score(self, model: nn.Module, split: Split = "search", fraction: float = 1.0) -> dict[str, float]:
+        check_split(split, len(getattr(self.splits, split, ())))
         emb, idx = self._embed(model, self.split_batches(split, fraction))
         metrics = {"fidelity": float((emb * self._dense[split][idx]).sum(-1).mean())}
         if split == "report" and fraction == 1.0 and self.retrieval:
@@ -271,4 +287,4 @@ class EmbeddingTask(Task):
         return masked_mse(hidden, target, self.token_mask(batch))
 
 
-__all__ = ["SPLITS", "EmbeddingTask", "Split", "Task", "digest", "text_batches"]
+__all__ = ["SPLITS", "EmbeddingTask", "Split", "Task", "check_split", "digest", "text_batches"]

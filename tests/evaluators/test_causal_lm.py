@@ -51,7 +51,7 @@ def test_overlapping_windows_score_each_token_once(tiny_llama_dir: Path) -> None
     w = task._windows["search"]
     assert torch.equal(w[1, :48], w[0, 16:])  # consecutive windows overlap by 48 tokens
     hashes = task.data_hashes()
-    assert len(set(hashes.values())) == 3
+    assert len(set(hashes.values())) == 4  # calibration, search, report, validation
 
 
 def test_splits_are_disjoint_regions_and_fractions_are_subsets(llama_bench) -> None:  # type: ignore[no-untyped-def]
