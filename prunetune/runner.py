@@ -27,7 +27,7 @@ from prunetune.search.controller import (
     score_report,
 )
 from prunetune.spec import SearchSpec
-from prunetune.store.studies import LEVELS_KEY, TrialRecorder
+from prunetune.store.studies import LEVELS_KEY, TrialRecorder, objective_metrics
 from prunetune.workbench import Workbench, build_workbench
 from prunetune.workers.base import Executor, InProcessExecutor
 
@@ -103,7 +103,8 @@ def run_job(
     if seeds:
         strategy.warm_start(seeds)
     study_name = study_name or f"{spec.name}-{uuid.uuid4().hex[:8]}"
-    recorder = TrialRecorder(db, study_name, bench.space, bench.task.quality_name)
+    minimize = objective_metrics(spec.objectives.minimized)
+    recorder = TrialRecorder(db, study_name, bench.space, bench.task.quality_name, minimize=minimize)
     dense = bench.task.dense_reference()
     prov = provenance(spec, bench)
     recorder.set_attrs({"spec": spec.to_dict(), "dense": dense, "provenance": prov,
@@ -119,7 +120,7 @@ def run_job(
         results = controller.run()
         phases = {"search": time.perf_counter() - t}
         t = time.perf_counter()
-        front = pareto_front(results, pareto=spec.mode == "pareto")
+        front = pareto_front(results, pareto=spec.mode == "pareto", minimize=minimize)
         scored = report_selection(front, bench.space, spec.report.points if spec.report else REPORT_POINTS)
         known = recorder.reports()
         todo = [r for r in scored if r.number not in known]
@@ -147,7 +148,7 @@ def run_job(
         extra={"study_name": study_name, "provenance": prov, "timings": bench.timings, "phases": phases,
                "layers": bench.space.names, "prunable_params": bench.space.prunable_params,
                "mode": spec.mode, "strategy": spec.strategy.name, "baselines": baselines,
-               "levels": levels},
+               "levels": levels, "objectives": list(recorder.minimize)},
     )
     from prunetune.store.studies import close_storage
 

@@ -238,8 +238,30 @@ class SpaceSpec(_Strict):
 
 
 class ObjectivesSpec(_Strict):
+    """What the front trades quality against: ``size`` (nonzero parameters), ``latency``
+    (measured seconds of one forward pass over a calibration batch, the median of
+    ``task.latency_repeats`` passes, default 5, on the evaluating device), or both (a
+    three-objective front). Size alone when neither is given.
+    """
+
     quality: Literal["maximize"] = "maximize"
-    size: Literal["minimize"] = "minimize"
+    size: Literal["minimize"] | None = None
+    latency: Literal["minimize"] | None = None
+
+    @model_validator(mode="after")
+    def _size_by_default(self) -> ObjectivesSpec:
+        if self.size is None and self.latency is None:
+            object.__setattr__(self, "size", "minimize")  # frozen; the default spelled out
+        return self
+
+    @property
+    def minimized(self) -> tuple[str, ...]:
+        """The objectives traded against quality, in study order: "size", then "latency"."""
+        return tuple(k for k in ("size", "latency") if getattr(self, k) is not None)
+
+
+# task.latency_repeats when objectives.latency is given and the task does not say.
+LATENCY_REPEATS = 5
 
 
 class BudgetSpec(_Strict):
@@ -368,6 +390,29 @@ class SearchSpec(_Strict):
     # None: the default report (uniform and OWL baselines); left out of the spec's hash.
     report: ReportSpec | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _latency_repeats_default(cls, data: Any) -> Any:
+        # A latency objective needs a measurement: 5 repeats unless the task says otherwise.
+        objectives, task = (data.get("objectives"), data.get("task")) if isinstance(data, dict) else (None, None)
+        if isinstance(objectives, dict) and objectives.get("latency") is not None \
+                and isinstance(task, dict) and "latency_repeats" not in task:
+            data = {**data, "task": {**task, "latency_repeats": LATENCY_REPEATS}}
+        return data
+
+    @model_validator(mode="after")
+    def _latency_measured(self) -> SearchSpec:
+        if self.objectives.latency is None:
+            return self
+        if self.task.latency_repeats == 0:
+            raise SpecError("task.latency_repeats", 0, "objectives.latency needs latency measured: at least 1 "
+                            f"(leave it out for {LATENCY_REPEATS}), or drop objectives.latency")
+        if self.target is not None and self.target.sparsity is not None:
+            raise SpecError("objectives.latency", self.objectives.latency,
+                            "budget mode (target.sparsity) has quality as its only objective; drop "
+                            "objectives.latency, or give target.sparsities for a front")
+        return self
+
     @model_validator(mode="after")
     def _task_fits_model(self) -> SearchSpec:
         if self.model.source == "digits" and self.task.kind not in ("classification", "callable"):
@@ -429,6 +474,9 @@ class SearchSpec(_Strict):
 def _spec_error(err: ValidationError, data: Any) -> SpecError:
     """Turn pydantic's first error into one line naming field, value and what is allowed."""
     first = err.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, SpecError):  # a check that names its own field
+        return cause
     loc = [str(p) for p in first["loc"]]
     field = ".".join(loc) or "<root>"
     value = first.get("input")

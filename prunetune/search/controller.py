@@ -21,7 +21,7 @@ from prunetune.search.pareto import best_at_sizes, non_dominated, thin
 from prunetune.search.registry import strategy_class
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
-from prunetune.store.studies import SIZE_NAME, TrialRecorder
+from prunetune.store.studies import SIZE_NAME, TrialRecorder, objective_values
 from prunetune.workers.base import Executor, Outcome
 
 Progress = Callable[[int, int, "TrialResult | None"], None]
@@ -145,14 +145,17 @@ class Controller:
         return done
 
 
-def pareto_front(results: Sequence[TrialResult], pareto: bool) -> list[TrialResult]:
-    """Non-dominated trials by (quality up, size down); in budget mode, the best trial."""
+def pareto_front(
+    results: Sequence[TrialResult], pareto: bool, minimize: Sequence[str] = (SIZE_NAME,),
+) -> list[TrialResult]:
+    """Non-dominated trials by quality up and the ``minimize`` metrics down (default
+    size; latency, or size and latency, for those objectives); in budget mode, the best trial."""
     ok = [r for r in results if r.ok and r.candidate.fidelity == 1.0]
     if not ok:
         return []
     if not pareto:
         return [max(ok, key=lambda r: (r.quality, -r.number))]
-    idx = non_dominated([(r.quality, r.size) for r in ok])  # type: ignore[misc]
+    idx = non_dominated([(r.quality, *objective_values(r, minimize)) for r in ok])  # type: ignore[arg-type]
     return [ok[i] for i in idx]
 
 

@@ -1,22 +1,36 @@
-"""Pareto utilities over (quality to maximise, size to minimise) points."""
+"""Pareto utilities over (quality to maximise, size to minimise) points; the front also
+over more costs (size and latency)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 
-def non_dominated(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of points no other point dominates (higher-or-equal quality and
-    lower-or-equal size, strictly better in one), sorted by size. Duplicates keep the first."""
+def non_dominated(points: Sequence[tuple[float, ...]]) -> list[int]:
+    """Indices of points no other point dominates, sorted by the second coordinate.
+
+    A point is (quality to maximise, then one or more costs to minimise: size, latency).
+    Another dominates it when it is at least as good in every coordinate and strictly
+    better in one. Duplicates keep the first.
+    """
     order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0], i))
-    front: list[int] = []
-    best = float("-inf")
-    for i in order:
-        q = points[i][0]
-        if q > best:
-            front.append(i)
-            best = q
-    return front
+    if all(len(p) == 2 for p in points):
+        front: list[int] = []
+        best = float("-inf")
+        for i in order:
+            q = points[i][0]
+            if q > best:
+                front.append(i)
+                best = q
+        return front
+    kept: list[int] = []
+    # Lexicographic on (cost, -quality, other costs): whatever dominates i comes first.
+    for i in sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0], *points[i][2:], i)):
+        p = points[i]
+        if not any(points[j][0] >= p[0] and all(a <= b for a, b in zip(points[j][1:], p[1:], strict=True))
+                   for j in kept):
+            kept.append(i)
+    return kept
 
 
 def hypervolume(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:

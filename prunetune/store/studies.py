@@ -19,6 +19,7 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState as OptunaState
 
+from prunetune.errors import SpecError
 from prunetune.records import Candidate, TrialResult, TrialState
 from prunetune.spaces.space import SearchSpace
 
@@ -27,6 +28,20 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 SIZE_NAME = "nonzero_params"
+LATENCY_NAME = "latency_seconds"
+# The spec's objectives (objectives.minimized) as the metrics a study minimises.
+OBJECTIVE_METRICS = {"size": SIZE_NAME, "latency": LATENCY_NAME}
+
+
+def objective_metrics(minimized: Sequence[str]) -> tuple[str, ...]:
+    """Metric names of the spec's minimised objectives, e.g. ("size", "latency") ->
+    ("nonzero_params", "latency_seconds")."""
+    return tuple(OBJECTIVE_METRICS[k] for k in minimized)
+
+
+def objective_values(result: TrialResult, minimize: Sequence[str]) -> list[float]:
+    """A finished trial's minimised objectives (``minimize``: metric names), in order."""
+    return [float(result.size if m == SIZE_NAME else result.metrics[m]) for m in minimize]  # type: ignore[arg-type]
 
 # The keys prunetune writes into Optuna studies (as Optuna keeps its own system-attribute
 # keys as constants): every reader asks this module for them.
@@ -73,8 +88,14 @@ def close_storage(storage: optuna.storages.BaseStorage) -> None:
 class TrialRecorder:
     """Records one job's trials in its Optuna study.
 
-    In Pareto mode the study has two objectives (quality, maximise; nonzero parameters,
-    minimise); in budget mode every candidate has the same size, so only quality.
+    In Pareto mode the study's objectives are quality (maximise) and the metrics of
+    ``minimize`` (default nonzero parameters; ``latency_seconds`` for a latency
+    objective, both for three objectives); in budget mode every candidate has the same
+    size, so only quality. Opening an existing study (``create=False``) reads
+    ``minimize`` from its metric names.
+
+    Raises:
+        SpecError: the study exists with other objectives than ``minimize``.
     """
 
     def __init__(
@@ -85,22 +106,29 @@ class TrialRecorder:
         quality_name: str,
         *,
         create: bool = True,
+        minimize: Sequence[str] = (SIZE_NAME,),
     ) -> None:
         self.space = space
         self.quality_name = quality_name
         self.pareto = space.target is None
+        self.minimize = tuple(minimize) if self.pareto else ()
         storage = open_storage(storage) if isinstance(storage, str) else storage
         self.storage = storage
         if create:
-            directions: list[Any] = ["maximize", "minimize"] if self.pareto else ["maximize"]
+            names = [quality_name, *self.minimize]
             self.study = optuna.create_study(
-                storage=storage, study_name=study_name, directions=directions, load_if_exists=True
+                storage=storage, study_name=study_name, load_if_exists=True,
+                directions=["maximize"] + ["minimize"] * len(self.minimize),  # type: ignore[arg-type]
             )
-            names = [quality_name, SIZE_NAME] if self.pareto else [quality_name]
+            if len(self.study.directions) != len(names):
+                raise SpecError("objectives", list(names[1:]), f"study {study_name!r} was recorded with "
+                                f"{self.study.metric_names or len(self.study.directions)} as its objectives; "
+                                "keep its objectives or use a new study name")
             if self.study.metric_names != names:
                 self.study.set_metric_names(names)
         else:
             self.study = optuna.load_study(storage=storage, study_name=study_name)
+            self.minimize = tuple((self.study.metric_names or [quality_name, SIZE_NAME])[1:]) if self.pareto else ()
         self._distributions: dict[str, BaseDistribution] = {
             name: FloatDistribution(0.0, 1.0) for name in space.names
         }
@@ -126,7 +154,7 @@ class TrialRecorder:
         for key, value in result.metrics.items():
             trial.set_user_attr(key, value if math.isfinite(value) else str(value))
         if result.ok:
-            values = [result.quality, result.size] if self.pareto else [result.quality]
+            values = [result.quality, *objective_values(result, self.minimize)]
             self.study.tell(trial, values)  # type: ignore[arg-type]
         else:
             trial.set_user_attr(FAIL_REASON_KEY, result.error or "unknown")
@@ -179,7 +207,7 @@ class TrialRecorder:
         )
         metrics = {k: float(v) for k, v in t.user_attrs.items() if isinstance(v, (int, float))}
         if t.state == OptunaState.COMPLETE and t.values is not None:
-            size = t.values[1] if self.pareto else metrics.get(SIZE_NAME)
+            size = t.values[1] if self.minimize[:1] == (SIZE_NAME,) else metrics.get(SIZE_NAME)
             return TrialResult(t.number, cand, TrialState.COMPLETE, t.values[0], size, metrics)
         return TrialResult(
             t.number, cand, TrialState.FAILED, metrics=metrics,
