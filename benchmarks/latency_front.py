@@ -29,6 +29,7 @@ import torch
 from _common import ROOT, provenance
 
 # run_job imports these when it needs them: load them now, before the tree can change.
+import prunetune.pruning.export  # the evaluator's latency of a structured candidate
 import prunetune.report.baselines
 import prunetune.reporting  # noqa: F401
 from prunetune.runner import run_job
