@@ -109,6 +109,40 @@ def fmt_cell(c: dict[str, Any] | None, digits: int = 3) -> str:
     return f"{c['mean']:.{digits}f}{spread} (n={c['n']:.0f})"
 
 
+def block_profile(path: str, strategy: str) -> dict[int, float]:
+    """Mean layer sparsity per block (the first number in a layer's name) of a strategy's
+    best allocations in one result file, averaged over its seeds."""
+    import re
+
+    rows = [r for r in json.loads((RESULTS / Path(path).name).read_text())["runs"]
+            if r["strategy"] == strategy and r.get("allocation")]
+    sums: dict[int, list[float]] = {}
+    for r in rows:
+        for name, v in r["allocation"].items():
+            m = re.search(r"\.(\d+)\.", name)
+            if m:
+                sums.setdefault(int(m.group(1)), []).append(float(v))
+    return {b: sum(v) / len(v) for b, v in sorted(sums.items())}
+
+
+def owl_sentence(level: float, budget: int, owl: dict[str, Any], top: str, best: dict[str, Any]) -> list[str]:
+    """Where OWL and the best search disagree, read from their allocations: the blocks OWL
+    prunes most against the blocks the search prunes least."""
+    o, b = block_profile(owl["file"], "owl"), block_profile(best["file"], top)
+    if len(o) < 4 or set(o) != set(b):
+        return []
+    most_owl = sorted(o, key=lambda k: -o[k])[:2]
+    least_best = sorted(b, key=lambda k: b[k])[:2]
+    shared = sorted(set(most_owl) & set(least_best))
+    text = (f"- Allocations at {level} with {budget} evaluations: OWL prunes blocks "
+            f"{' and '.join(f'{k} ({o[k]:.2f})' for k in most_owl)} most; {top}'s best prunes blocks "
+            f"{' and '.join(f'{k} ({b[k]:.2f})' for k in least_best)} least (mean layer sparsity per block)")
+    if shared:
+        return [text + f": OWL prunes hardest block{'s' if len(shared) > 1 else ''} "
+                f"{' and '.join(map(str, shared))}, which the search keeps the most."]
+    return [text + "."]
+
+
 def quality_section(runs: list[dict[str, Any]]) -> list[str]:
     cells = best_cells(runs, "budget")
     rows = sorted({(k[0], k[1]) for k in cells}, key=lambda r: (r[1], r[0]))
@@ -157,7 +191,10 @@ def quality_section(runs: list[dict[str, Any]]) -> list[str]:
             owl = row.get("owl")
             if owl and owl["mean"] >= base["mean"]:
                 verdicts.append(f"- At {level}, the OWL baseline is worse than uniform ({owl['mean']:.3f} "
-                                f"against {base['mean']:.3f}): its outlier heuristic points the wrong way on this model.")
+                                f"against {base['mean']:.3f}).")
+            if owl and searched:
+                top = min(searched, key=lambda s: searched[s]["mean"])
+                verdicts += owl_sentence(level, budget, owl, top, searched[top])
     missing = [f"{lv}/{b}: {', '.join(s for s in STRATEGIES if (lv, b, s) not in cells)}" for lv, b in rows
                if any((lv, b, s) not in cells for s in STRATEGIES)]
     lines += ["", *verdicts]
@@ -235,15 +272,30 @@ def naive_section() -> list[str]:
                         f"against {naive['one_minus_fidelity']:.3f})."))
         if speed < 1.15:
             lines.append("  The speed difference is inside the ±15% timing noise.")
-        same = best_cells(search_runs(), "budget").get((a["sparsity"], a["budget"], r["side"]))
+        masks = [x for x in search_runs() if reconstruction_of(x) == "none"]  # the naive side prunes masks too
+        same = best_cells(masks, "budget").get((a["sparsity"], a["budget"], r["side"]))
         if same:
             lines.append(f"  The same search in `search_quality.py` ({same['date'][:16]}): {same['mean']:.3f}"
                          + (" (identical: quality is deterministic given the seed)."
                             if abs(same["mean"] - r["one_minus_fidelity"]) < 5e-4 else "."))
-    lines.append("- The naive side scores weights by magnitude (what `torch.nn.utils.prune` offers) and "
-                 "prunetune by cached Wanda scores, so the quality gap is the criterion and the search "
-                 "together; the time gap is deepcopy, re-tokenising and unsorted batches against masks "
-                 "applied in place over pre-tokenised, length-sorted batches.")
+    n_layers = len(naive["allocation"])
+    lines += [
+        "- The same on both sides: the calibration, search and REPORT splits, the exact projection onto "
+        "the target, the number of evaluations, and the REPORT scoring (prunetune's task). Every difference:",
+        "  - criterion: the naive side prunes by weight magnitude (`l1_unstructured`, the weights of a whole "
+        "layer compared with each other); prunetune by Wanda scores (|weight| times the input's norm, "
+        "computed once and cached), compared within each output row;",
+        f"  - search space: TPE over the {n_layers} raw per-layer amounts; prunetune's Bayesian strategy over "
+        "one amount per block (its default grouping), its evolutionary strategy by level switches between "
+        "layers and blocks;",
+        "  - start: the naive study samples from its first trial; prunetune's strategies evaluate the uniform "
+        "allocation first (their default warm start);",
+        "  - evaluation: the naive loop deep-copies the model, adds `torch.nn.utils.prune` reparametrisations "
+        "and re-tokenises the search texts in their given order every trial; prunetune applies masks in "
+        "place over pre-tokenised, length-sorted batches.",
+        "- So the quality gap is the criterion, the space and the start together; the time gap is the "
+        "evaluation path.",
+    ]
     return [*lines, "", stamp(d, "benchmarks/peers/naive_optuna.py"), ""]
 
 
@@ -605,11 +657,70 @@ def oneshot_section() -> list[str]:
     return [*lines, "", stamp(d, "benchmarks/oneshot.py"), ""]
 
 
+def front_search_section() -> list[str]:
+    """The front search against uniform and against budget-mode searches, per front level."""
+    lines = ["### Pareto mode: the front search against uniform, level by level", ""]
+    files = sorted(RESULTS.glob("pareto_front-*.json"))
+    if not files:
+        return [*lines, "Not yet run (`benchmarks/pareto_front.py`).", ""]
+    lines += ["`benchmarks/pareto_front.py`: the evolutionary front search (`front: levels`) with the budget below, "
+              "every front point scored on REPORT. Per front level: the best REPORT quality on the front at that "
+              "size or smaller, uniform at that level (REPORT), and a budget-mode evolutionary search given a "
+              "quarter of the budget at that level (REPORT, its best). Means over seeds; **bold** where the front "
+              "is at least as good as the quarter-budget search and better than uniform.", ""]
+    verdicts = []
+    for path in files:
+        d = json.loads(path.read_text())
+        a, summ = d["args"], d["summary"]
+        q = d["quality"]
+        lower = q == "perplexity"
+        seeds = a["seeds"]
+        title = (f"{'MiniLM, 1 - fidelity' if q == 'fidelity' else 'Llama (causal LM), perplexity'}, "
+                 f"{a['budget']} evaluations, {seeds} seed{'s' if seeds > 1 else ''}"
+                 + (f", {a['reconstruction']} levels" if a.get("reconstruction", "none") != "none" else ""))
+        lines += [f"{title}:", "", "| sparsity | front | uniform | budget mode, quarter budget |", "|---|---|---|---|"]
+
+        def shown(v: float | None, lower: bool = lower) -> str:
+            if v is None:
+                return "not run"
+            return f"{v:.2f}" if lower else f"{1 - v:.4f}"
+
+        wins = 0
+        for level, row in summ["levels"].items():
+            f, u, b = row["front"], row["uniform"], row["budget_quarter"]
+            better = (lambda x, y: x < y) if lower else (lambda x, y: x > y)
+            ok = f is not None and u is not None and better(f, u) and (b is None or not better(b, f))
+            wins += ok
+            cell = f"**{shown(f)}**" if ok else shown(f)
+            lines.append(f"| {level} | {cell} | {shown(u)} | {shown(b)} |")
+        total = len(summ["levels"])
+        extra = []
+        if "hypervolume" in summ:
+            hv = summ["hypervolume"]
+            uni = summ.get("uniform_sweep")
+            extra.append(f"hypervolume (REPORT) {hv:.4f}" + (
+                f" against the uniform sweep's {uni['hypervolume']:.4f} ({uni['points']} levels, "
+                f"{hv / uni['hypervolume'] - 1:+.1%})" if uni else ""))
+        extra.append(f"search {summ['search_seconds']:.0f} s and REPORT scoring of the whole front "
+                     f"{summ['report_seconds']:.0f} s per run")
+        lines += ["", "; ".join(extra) + ".", ""]
+        verdicts.append(f"- {title}: the front wins at {wins} of {total} levels"
+                        + ("" if wins == total else " (**not at every level**)") + ".")
+    rp = load("report_phase")
+    if rp is not None:
+        verdicts.append(f"- The report phase on the demo spec (`{rp['spec']}`: {rp['trials']} evaluations, "
+                        f"{rp['report_points']} front points and {rp['baseline_points']} baseline points on REPORT) "
+                        f"took {rp['report_seconds']:.0f} s against {rp['search_seconds']:.0f} s of search: "
+                        f"{rp['report_share']:.0%} (`benchmarks/report_phase.py`).")
+    return [*lines, *verdicts, ""]
+
+
 def section() -> tuple[str, int]:
     every = search_runs()
     runs = [d for d in every if reconstruction_of(d) == "none"]
     recon = [d for d in every if reconstruction_of(d) != "none"]
-    parts = [quality_section(runs), reconstruction_section(recon, runs), causal_lm_section(), oneshot_section(),
+    parts = [quality_section(runs), front_search_section(), reconstruction_section(recon, runs), causal_lm_section(),
+             oneshot_section(),
              naive_section(), cost_section(), scale_section(), store_section(),
              recovery_section(), structured_section(), multifidelity_section(), reproduction_section()]
     missing = sum(1 for p in parts if any(line.startswith("Not yet run") for line in p))
