@@ -143,6 +143,32 @@ def owl_sentence(level: float, budget: int, owl: dict[str, Any], top: str, best:
     return [text + "."]
 
 
+def wall_seconds(path: str, strategy: str) -> float | None:
+    """Mean wall time of a strategy's runs in one result file (search and its REPORT scoring)."""
+    rows = [r["wall_seconds"] for r in json.loads((RESULTS / Path(path).name).read_text())["runs"]
+            if r["strategy"] == strategy and isinstance(r.get("wall_seconds"), (int, float))]
+    return sum(rows) / len(rows) if rows else None
+
+
+def wall_table(cells: dict[tuple[Any, ...], dict[str, Any]], rows: list[tuple[Any, Any]]) -> list[str]:
+    """Wall time beside the evaluations: equal evaluations are not equal time (screening
+    and the strategies' own work differ), so each cell's seconds, and as a multiple of the
+    row's fastest search strategy."""
+    searched = [s for s in STRATEGIES if s not in BASELINES]
+    out = ["Wall time of each search (seconds, mean over seeds; the search and the REPORT scoring of its "
+           "best), and in brackets as a multiple of the fastest search strategy in the row:", "",
+           "| sparsity | evaluations | " + " | ".join(searched) + " |", "|---|---|" + "---|" * len(searched)]
+    for level, budget in rows:
+        secs = {s: wall_seconds(c["file"], s) for s in searched if (c := cells.get((level, budget, s)))}
+        known = [v for v in secs.values() if v]
+        if not known:
+            continue
+        fastest = min(known)
+        out.append(f"| {level} | {budget} | " + " | ".join(
+            f"{secs[s]:.0f} ({secs[s] / fastest:.2f}x)" if secs.get(s) else "" for s in searched) + " |")
+    return [*out, ""]
+
+
 def quality_section(runs: list[dict[str, Any]]) -> list[str]:
     cells = best_cells(runs, "budget")
     rows = sorted({(k[0], k[1]) for k in cells}, key=lambda r: (r[1], r[0]))
@@ -197,7 +223,7 @@ def quality_section(runs: list[dict[str, Any]]) -> list[str]:
                 verdicts += owl_sentence(level, budget, owl, top, searched[top])
     missing = [f"{lv}/{b}: {', '.join(s for s in STRATEGIES if (lv, b, s) not in cells)}" for lv, b in rows
                if any((lv, b, s) not in cells for s in STRATEGIES)]
-    lines += ["", *verdicts]
+    lines += ["", *wall_table(cells, rows), *verdicts]
     if missing:
         lines += [f"- Not run (sparsity/evaluations: strategies): {'; '.join(missing)}."]
     if all(c["n"] < 3 for c in cells.values()):
