@@ -123,5 +123,5 @@ def test_front_levels_are_pareto_mode_and_checked() -> None:
         assert says in str(err.value)
     with pytest.raises(SpecError, match=r"target.sparsities \[0.97\] lie outside"):
         SearchSpec.from_dict(digits_spec_dict(target={"sparsities": [0.5, 0.97]}))
-    with pytest.raises(SpecError, match="task.retrieval is for kind 'embedding'"):
+    with pytest.raises(SpecError, match=r"task\.retrieval is for kind 'embedding'"):
         SearchSpec.from_dict(digits_spec_dict(task={"kind": "classification", "data": "digits", "retrieval": False}))
