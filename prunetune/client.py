@@ -56,6 +56,7 @@ class FrontPoint:
     metrics: Mapping[str, float] = field(default_factory=dict)
     report: Mapping[str, float] = field(default_factory=dict)
     allocation: Mapping[str, float] = field(default_factory=dict)
+    latency_seconds: float | None = None  # measured, when task.latency_repeats (or a latency objective)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ def front_rows(outcome: SearchOutcome) -> list[dict[str, Any]]:
             f"report_{q}": rep.get(q),
             "report_scored": r.number in outcome.reports,
         }
+        if "latency_seconds" in r.metrics:  # measured on the search split's evaluation
+            row["latency_seconds"] = r.metrics["latency_seconds"]
         for k, v in rep.items():
-            if k not in (q, "nonzero_params", "sparsity", "eval_seconds"):
+            if k not in (q, "nonzero_params", "sparsity", "eval_seconds", "latency_seconds"):
                 row[f"report_{k}"] = v
         row["origin"] = r.candidate.origin
         rows.append(row)
@@ -44,7 +46,8 @@ def _trial_rows(outcome: SearchOutcome) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "trial": r.number, "state": r.state.value, "origin": r.candidate.origin,
             "quality": r.quality, "nonzero_params": r.size,
-            "sparsity": r.metrics.get("sparsity"), "eval_seconds": r.metrics.get("eval_seconds"),
+            "sparsity": r.metrics.get("sparsity"), "latency_seconds": r.metrics.get("latency_seconds"),
+            "eval_seconds": r.metrics.get("eval_seconds"),
             "error": r.error or "",
         }
         row.update(dict(zip((f"s:{n}" for n in names), r.candidate.sparsities, strict=False)))

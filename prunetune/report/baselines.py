@@ -83,6 +83,7 @@ def evaluate_baselines(
             "quality": float(q) if isinstance(q, (int, float)) and math.isfinite(q) else None,
             "nonzero_params": m.get("nonzero_params"),
             "sparsity": m.get("sparsity"),
+            "latency_seconds": m.get("latency_seconds"),  # None unless task.latency_repeats
             "allocation": list(sparsities),
         })
     return out

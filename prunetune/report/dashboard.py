@@ -25,9 +25,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from prunetune.store.studies import FIDELITY_KEY, REPORT_KEY, SIZE_NAME, ensure_sqlite_parent
+from prunetune.store.studies import (
+    FIDELITY_KEY,
+    LATENCY_NAME,
+    REPORT_KEY,
+    SIZE_NAME,
+    ensure_sqlite_parent,
+)
 
-_NOT_SPLIT_METRICS = frozenset({"eval_seconds", FIDELITY_KEY, SIZE_NAME, "sparsity"})
+# Latency is timed on a calibration batch whatever the split, like the size metrics.
+_NOT_SPLIT_METRICS = frozenset({"eval_seconds", FIDELITY_KEY, SIZE_NAME, LATENCY_NAME, "sparsity"})
 
 
 class DashboardStorage(optuna.storages.RDBStorage):

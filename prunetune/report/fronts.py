@@ -20,7 +20,15 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaState
 
 from prunetune.search.pareto import hypervolume, non_dominated
-from prunetune.store.studies import FIDELITY_KEY, ORIGIN_KEY, REPORT_KEY, SIZE_NAME
+from prunetune.store.studies import (
+    FIDELITY_KEY,
+    LATENCY_NAME,
+    ORIGIN_KEY,
+    REPORT_KEY,
+    SIZE_NAME,
+    study_objectives,
+    trial_size,
+)
 
 # Quality metrics whose values are >= 0, so 0 is a reference no front can fall below.
 BOUNDED_AT_ZERO = frozenset({"accuracy", "fidelity", "retrieval_at_1"})
@@ -37,6 +45,7 @@ class FrontPoint:
     report: dict[str, float]
     allocation: dict[str, float]
     origin: str = ""
+    latency: float | None = None  # measured seconds (task.latency_repeats), when measured
 
     def report_quality(self, name: str) -> float | None:
         v = self.report.get(name)
@@ -52,6 +61,7 @@ class StudyFront:
     points: list[FrontPoint]
     trials: list[FrontPoint]  # every complete full-fidelity trial (the cloud behind the front)
     attrs: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[str, ...] = (SIZE_NAME,)  # what the front minimises besides quality
 
     @property
     def total_params(self) -> float | None:
@@ -64,10 +74,11 @@ class StudyFront:
 
 def _point(t: FrozenTrial, size: float, report: dict[str, float]) -> FrontPoint:
     values = t.values or [float("nan")]
-    sparsity = t.user_attrs.get("sparsity")
+    sparsity, latency = t.user_attrs.get("sparsity"), t.user_attrs.get(LATENCY_NAME)
     return FrontPoint(t.number, float(values[0]), float(size),
                       float(sparsity) if isinstance(sparsity, (int, float)) else None,
-                      dict(report), dict(t.params), str(t.user_attrs.get(ORIGIN_KEY, "")))
+                      dict(report), dict(t.params), str(t.user_attrs.get(ORIGIN_KEY, "")),
+                      float(latency) if isinstance(latency, (int, float)) else None)
 
 
 def load_front(storage: optuna.storages.BaseStorage | str, study_name: str) -> StudyFront:
@@ -80,22 +91,23 @@ def load_front(storage: optuna.storages.BaseStorage | str, study_name: str) -> S
     attrs = dict(study.user_attrs)
     reports = attrs.get(REPORT_KEY, {})
     names = study.metric_names or ["quality"]
-    two = len(study.directions) == 2
+    objectives = study_objectives(study)
     ok = [t for t in study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
           if t.values and math.isfinite(t.values[0])
           and float(t.user_attrs.get(FIDELITY_KEY, 1.0)) == 1.0]
 
     def size(t: FrozenTrial) -> float:
-        return float(t.values[1]) if two else float(t.user_attrs.get(SIZE_NAME, float("nan")))
+        v = trial_size(t, objectives)
+        return float("nan") if v is None else v
 
     cloud = [_point(t, size(t), reports.get(str(t.number), {})) for t in ok]
     if not cloud:
         chosen: list[FrontPoint] = []
-    elif two:
-        chosen = [cloud[i] for i in non_dominated([(p.quality, p.size) for p in cloud])]
+    elif objectives:
+        chosen = [cloud[i] for i in non_dominated([tuple(t.values) for t in ok])]
     else:
         chosen = [max(cloud, key=lambda p: (p.quality, -p.trial))]
-    return StudyFront(study_name, names[0], chosen, cloud, attrs)
+    return StudyFront(study_name, names[0], chosen, cloud, attrs, objectives or (SIZE_NAME,))
 
 
 def reference_point(current: StudyFront, previous: StudyFront, split: str) -> dict[str, float]:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prunetune.store.studies import BASELINES_KEY, LEVELS_KEY
+from prunetune.store.studies import BASELINES_KEY, LATENCY_NAME, LEVELS_KEY, SIZE_NAME
 
 if TYPE_CHECKING:
     from prunetune.report.fronts import StudyFront
@@ -35,6 +35,7 @@ class ReportPoint:
     report_quality: float | None
     sparsity: float | None
     allocation: list[float]
+    latency: float | None = None  # measured seconds, search split
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class ReportData:
     provenance: dict[str, Any] = field(default_factory=dict)
     comparison: dict[str, Any] | None = None
     levels: list[dict[str, Any]] = field(default_factory=list)  # the front read at the front levels
+    objectives: tuple[str, ...] = (SIZE_NAME,)  # what the front minimises besides quality
+    latency_cloud: list[tuple[float, float]] = field(default_factory=list)  # (latency, search quality)
 
     @classmethod
     def from_outcome(cls, outcome: SearchOutcome, title: str | None = None) -> ReportData:
@@ -57,25 +60,30 @@ class ReportData:
         front = [ReportPoint(
             r.number, float(r.size or 0.0), float(r.quality or 0.0),
             _num(outcome.reports.get(r.number, {}).get(q)), _num(r.metrics.get("sparsity")),
-            list(r.candidate.sparsities),
+            list(r.candidate.sparsities), _num(r.metrics.get(LATENCY_NAME)),
         ) for r in sorted(outcome.front, key=lambda r: r.size or 0.0)]
-        cloud = [(float(r.size or 0.0), float(r.quality or 0.0)) for r in outcome.results
-                 if r.ok and r.candidate.fidelity == 1.0]
+        full = [r for r in outcome.results if r.ok and r.candidate.fidelity == 1.0]
+        cloud = [(float(r.size or 0.0), float(r.quality or 0.0)) for r in full]
+        latency_cloud = [(float(r.metrics[LATENCY_NAME]), float(r.quality or 0.0)) for r in full
+                         if LATENCY_NAME in r.metrics]
         return cls(title or str(outcome.extra.get("study_name", "job")), q, layers, front, cloud,
                    dict(outcome.extra.get("baselines") or {}),  # type: ignore[call-overload]
                    dict(outcome.dense), dict(outcome.extra.get("provenance") or {}),  # type: ignore[call-overload]
-                   levels=list(outcome.extra.get("levels") or []))  # type: ignore[call-overload]
+                   levels=list(outcome.extra.get("levels") or []),  # type: ignore[call-overload]
+                   objectives=tuple(outcome.extra.get("objectives") or (SIZE_NAME,)),  # type: ignore[arg-type]
+                   latency_cloud=latency_cloud)
 
     @classmethod
     def from_study(cls, sf: StudyFront, title: str, comparison: dict[str, Any] | None = None) -> ReportData:
         q = sf.quality_name
         layers = list(sf.points[0].allocation) if sf.points else []
         front = [ReportPoint(p.trial, p.size, p.quality, p.report_quality(q), p.sparsity,
-                             [float(p.allocation.get(n, 0.0)) for n in layers])
+                             [float(p.allocation.get(n, 0.0)) for n in layers], p.latency)
                  for p in sorted(sf.points, key=lambda p: p.size)]
         return cls(title, q, layers, front, [(p.size, p.quality) for p in sf.trials],
                    dict(sf.attrs.get(BASELINES_KEY) or {}), dict(sf.attrs.get("dense") or {}),
-                   dict(sf.attrs.get("provenance") or {}), comparison, list(sf.attrs.get(LEVELS_KEY) or []))
+                   dict(sf.attrs.get("provenance") or {}), comparison, list(sf.attrs.get(LEVELS_KEY) or []),
+                   sf.objectives, [(p.latency, p.quality) for p in sf.trials if p.latency is not None])
 
 
 def _num(v: Any) -> float | None:
@@ -114,6 +122,30 @@ def front_figure(data: ReportData) -> Any:
     fig.update_layout(title=f"Pareto front on the REPORT split: {q} vs nonzero parameters",
                       xaxis_title="nonzero parameters", yaxis_title=f"{q} (report split)",
                       template="plotly_white", height=560, legend={"orientation": "h", "y": -0.18})
+    return fig
+
+
+def latency_figure(data: ReportData) -> Any:
+    """Quality against measured latency: the front's points on the REPORT split, the
+    trials' search-split cloud behind them (drawn when latency is an objective)."""
+    import plotly.graph_objects as go
+
+    q = data.quality_name
+    fig = go.Figure()
+    if data.latency_cloud:
+        fig.add_trace(go.Scatter(
+            x=[t for t, _ in data.latency_cloud], y=[v for _, v in data.latency_cloud], mode="markers",
+            name="trials (search split)", marker={"color": "#c7c7c7", "size": 6}))
+    shown = sorted((p for p in data.front if p.report_quality is not None and p.latency is not None),
+                   key=lambda p: p.latency or 0.0)
+    fig.add_trace(go.Scatter(
+        x=[p.latency for p in shown], y=[p.report_quality for p in shown], mode="lines+markers",
+        name="front (report split)", line={"color": "#ff7f0e", "width": 3, "shape": "hv"},
+        marker={"color": "#ff7f0e", "size": 10},
+        text=[f"trial {p.trial}, nonzero {p.size:.0f}" for p in shown]))
+    fig.update_layout(title=f"Front on the REPORT split: {q} vs measured latency",
+                      xaxis_title="latency (s, median of repeats)", yaxis_title=f"{q} (report split)",
+                      template="plotly_white", height=520, legend={"orientation": "h", "y": -0.18})
     return fig
 
 
@@ -184,8 +216,9 @@ def render_report(data: ReportData) -> str:
     from plotly.offline import get_plotlyjs
 
     q = data.quality_name
-    front_rows = [(f"trial {p.trial}", f"nonzero {p.size:.0f}, sparsity {_fmt(p.sparsity)}, search {q} "
-                   f"{p.search_quality:.4f}, report {q} "
+    front_rows = [(f"trial {p.trial}", f"nonzero {p.size:.0f}, sparsity {_fmt(p.sparsity)}, "
+                   + ("" if p.latency is None else f"latency {p.latency:.4g} s, ")
+                   + f"search {q} {p.search_quality:.4f}, report {q} "
                    f"{'not scored' if p.report_quality is None else format(p.report_quality, '.4f')}")
                   for p in data.front]
     level_rows = [(f"sparsity {row['level']:g}", _level_text(row, q)) for row in data.levels]
@@ -197,12 +230,15 @@ def render_report(data: ReportData) -> str:
         "text-align:left;font-size:13px}th{background:#f6f6f6}</style>",
         f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
         f"<h1>{html.escape(data.title)}</h1>",
-        f"<p>{len(data.front)} front points; {len(data.cloud)} full-fidelity trials; baselines: "
+        f"<p>{len(data.front)} front points (quality against {html.escape(', '.join(data.objectives))}); "
+        f"{len(data.cloud)} full-fidelity trials; baselines: "
         f"{html.escape(', '.join(data.baselines) or 'none')}.</p>",
     ]
     if data.comparison:
         parts.append(_comparison_html(data.comparison))
     parts.append(front_figure(data).to_html(full_html=False, include_plotlyjs=False, div_id="front-plot"))
+    if LATENCY_NAME in data.objectives:
+        parts.append(latency_figure(data).to_html(full_html=False, include_plotlyjs=False, div_id="latency-plot"))
     if data.front and data.layers:
         parts.append(heatmap_figure(data).to_html(full_html=False, include_plotlyjs=False, div_id="heatmap-plot"))
     if level_rows:

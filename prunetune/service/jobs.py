@@ -24,11 +24,14 @@ from prunetune.store.models import JobState
 from prunetune.store.studies import (
     FAIL_REASON_KEY,
     FIDELITY_KEY,
+    LATENCY_NAME,
     ORIGIN_KEY,
     REPORT_KEY,
     SIZE_NAME,
     STALE_KEY,
     open_storage,
+    study_objectives,
+    trial_size,
 )
 from prunetune.store.tokens import Principal
 
@@ -147,6 +150,7 @@ class JobService:
         if study is None:
             return []
         out = []
+        objectives = study_objectives(study)
         for t in study.get_trials(deepcopy=False):
             attrs = t.user_attrs
             out.append({
@@ -154,7 +158,8 @@ class JobService:
                 "state": t.state.name.lower(),
                 "stale": bool(attrs.get(STALE_KEY, False)),
                 "quality": _finite(t.values[0]) if t.values else None,
-                "nonzero_params": _finite(t.values[1]) if t.values and len(t.values) > 1 else attrs.get(SIZE_NAME),
+                "nonzero_params": _finite(trial_size(t, objectives)) if t.values else attrs.get(SIZE_NAME),
+                "latency_seconds": attrs.get(LATENCY_NAME),
                 "sparsity": attrs.get("sparsity"),
                 "origin": attrs.get(ORIGIN_KEY),
                 "fidelity": attrs.get(FIDELITY_KEY, 1.0),
@@ -166,8 +171,9 @@ class JobService:
         return out
 
     def front(self, job_id: int, who: Principal = EMBEDDED) -> list[dict[str, Any]]:
-        """Pareto front (quality up, nonzero parameters down) of full-fidelity completed
-        trials; in budget mode the best trial. REPORT-split scores where computed."""
+        """Pareto front (quality up, the study's other objectives down: nonzero
+        parameters, latency or both) of full-fidelity completed trials; in budget mode the
+        best trial. REPORT-split scores where computed."""
         study = self._study(self._job(job_id, who))
         if study is None:
             return []
@@ -175,8 +181,9 @@ class JobService:
               if t.values and math.isfinite(t.values[0]) and float(t.user_attrs.get(FIDELITY_KEY, 1.0)) == 1.0]
         if not ok:
             return []
-        if len(study.directions) == 2:
-            chosen = [ok[i] for i in non_dominated([(t.values[0], t.values[1]) for t in ok])]
+        objectives = study_objectives(study)
+        if objectives:
+            chosen = [ok[i] for i in non_dominated([tuple(t.values) for t in ok])]
         else:
             chosen = [max(ok, key=lambda t: (t.values[0], -t.number))]
         reports = study.user_attrs.get(REPORT_KEY, {})
@@ -185,7 +192,8 @@ class JobService:
             "trial": t.number,
             "quality": t.values[0],
             "quality_name": names[0],
-            "nonzero_params": t.values[1] if len(t.values) > 1 else t.user_attrs.get(SIZE_NAME),
+            "nonzero_params": trial_size(t, objectives),
+            "latency_seconds": t.user_attrs.get(LATENCY_NAME),
             "sparsity": t.user_attrs.get("sparsity"),
             "metrics": {k: v for k, v in t.user_attrs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
             "report": reports.get(str(t.number), {}),

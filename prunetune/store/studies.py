@@ -57,6 +57,25 @@ BASELINES_KEY = "baselines"  # {strategy: its points' REPORT-split scores}
 LEVELS_KEY = "levels"  # the front read at the front levels, beside uniform
 
 
+def study_objectives(study: optuna.Study) -> tuple[str, ...]:
+    """The metrics a study's front minimises besides quality, in value order: its metric
+    names after the first (a two-objective study recorded without names: nonzero
+    parameters); () for a budget-mode study."""
+    if len(study.directions) < 2:
+        return ()
+    names = study.metric_names
+    return tuple(names[1:]) if names else (SIZE_NAME,)
+
+
+def trial_size(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> float | None:
+    """A finished trial's nonzero parameters: its objective value when size is one
+    (``objectives``: :func:`study_objectives`), else its recorded metric."""
+    if t.values and SIZE_NAME in objectives:
+        return float(t.values[1 + list(objectives).index(SIZE_NAME)])
+    v = t.user_attrs.get(SIZE_NAME)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
 def ensure_sqlite_parent(url: str) -> None:
     """SQLite creates the file but not its folder; create the folder."""
     from sqlalchemy.engine import make_url
