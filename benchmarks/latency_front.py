@@ -104,14 +104,14 @@ def summarize(out: SearchOutcome) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, default=32)
+    p.add_argument("--trials", type=int, default=24)
     p.add_argument("--granularity", default="heads+neurons")
     p.add_argument("--criterion", default="magnitude")
     p.add_argument("--repeats", type=int, default=5, help="task.latency_repeats")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--calibration", type=int, default=64)
-    p.add_argument("--search", type=int, default=128)
-    p.add_argument("--report", type=int, default=256)
+    p.add_argument("--search", type=int, default=64)
+    p.add_argument("--report", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latency_front.json")
