@@ -726,7 +726,7 @@ def front_search_section() -> list[str]:
             uni = summ.get("uniform_sweep")
             extra.append(f"hypervolume (REPORT) {hv:.4f}" + (
                 f" against the uniform sweep's {uni['hypervolume']:.4f} ({uni['points']} levels, "
-                f"{hv / uni['hypervolume'] - 1:+.1%})" if uni else ""))
+                f"{hv / uni['hypervolume'] - 1:+.1%}; the sweep from `{Path(uni['file']).name}`)" if uni else ""))
         extra.append(f"search {summ['search_seconds']:.0f} s and REPORT scoring of the whole front "
                      f"{summ['report_seconds']:.0f} s per run")
         lines += ["", "; ".join(extra) + ".", ""]
