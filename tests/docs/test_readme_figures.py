@@ -44,6 +44,7 @@ SOURCED = {
     **dict.fromkeys(("91.6", "71.1", "71.9", "71.0", "71.7", "0.847", "0.716"), "export_formats.json"),
     **dict.fromkeys(("0.0038", "0.3322", "0.3388", "0.3311"), "search_quality-s0.7-b256-n3-20261130T075144.json"),
     "0.29": "multifidelity.json",
+    "0.988": "latency_front.json",
 }
 
 
