@@ -699,7 +699,7 @@ def front_search_section() -> list[str]:
         d = json.loads(path.read_text())
         a, summ = d["args"], d["summary"]
         q = d["quality"]
-        lower = q == "perplexity"
+        lower = q == "neg_perplexity"  # stored negated (higher is better); shown as perplexity
         seeds = a["seeds"]
         title = (f"{'MiniLM, 1 - fidelity' if q == 'fidelity' else 'Llama (causal LM), perplexity'}, "
                  f"{a['budget']} evaluations, {seeds} seed{'s' if seeds > 1 else ''}"
@@ -709,13 +709,13 @@ def front_search_section() -> list[str]:
         def shown(v: float | None, lower: bool = lower) -> str:
             if v is None:
                 return "not run"
-            return f"{v:.2f}" if lower else f"{1 - v:.4f}"
+            return f"{-v:.2f}" if lower else f"{1 - v:.4f}"
 
         wins = 0
         for level, row in summ["levels"].items():
             f, u, b = row["front"], row["uniform"], row["budget_quarter"]
-            better = (lambda x, y: x < y) if lower else (lambda x, y: x > y)
-            ok = f is not None and u is not None and better(f, u) and (b is None or not better(b, f))
+            # Stored qualities are higher-is-better on both tasks (perplexity is stored negated).
+            ok = f is not None and u is not None and f > u and (b is None or not b > f)
             wins += ok
             cell = f"**{shown(f)}**" if ok else shown(f)
             lines.append(f"| {level} | {cell} | {shown(u)} | {shown(b)} |")
