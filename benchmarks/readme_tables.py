@@ -730,7 +730,9 @@ def front_search_section() -> list[str]:
         extra.append(f"search {summ['search_seconds']:.0f} s and REPORT scoring of the whole front "
                      f"{summ['report_seconds']:.0f} s per run")
         lines += ["", "; ".join(extra) + ".", ""]
+        unrun = all(row["budget_quarter"] is None for row in summ["levels"].values())
         verdicts.append(f"- {title}: the front wins at {wins} of {total} levels"
+                        + (" against uniform (the quarter-budget searches were not run)" if unrun else "")
                         + ("" if wins == total else " (**not at every level**)") + ".")
     rp = load("report_phase")
     if rp is not None:
