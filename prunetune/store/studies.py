@@ -210,11 +210,19 @@ class TrialRecorder:
             if t.number in self._running:
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+            # A runner killed between enqueue and the end of ask leaves some or all params
+            # unset; the allocation is still in the enqueued fixed params, so the record
+            # shows it and the candidate runs again.
+            enqueued = t.system_attrs.get("fixed_params", {})
+            for name, dist in self._distributions.items():
+                if name not in t.params and name in enqueued:
+                    self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(enqueued[name]), dist)
             self.storage.set_trial_user_attr(trial_id, STALE_KEY, True)
             self.storage.set_trial_user_attr(trial_id, FAIL_REASON_KEY, "runner died while evaluating")
             self.storage.set_trial_state_values(trial_id, OptunaState.FAIL)
-            if len(t.params) == len(self.space.names):
-                stale.append(self._to_result(t).candidate)
+            recorded = self.storage.get_trial(trial_id)
+            if len(recorded.params) == len(self.space.names):
+                stale.append(self._to_result(recorded).candidate)
         return stale
 
     def _to_result(self, t: optuna.trial.FrozenTrial) -> TrialResult:
