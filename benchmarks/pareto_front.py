@@ -22,7 +22,8 @@ Models: ``minilm`` (embedding fidelity, the bundled all-MiniLM-L6-v2) or ``llama
 and ends with ``RESULT``.
 
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/pareto_front.py
---budget 64 --seeds 3 --uniform-from benchmarks/results/search_quality-pareto-b64-...json``.
+--budget 64 --seeds 3 --uniform-from benchmarks/results/search_quality-pareto-b64-...json``
+(``--reuse`` an earlier result to add seeds or the budget-mode searches to it).
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uniform-from", type=Path, default=None,
                    help="an earlier search_quality.py --pareto result holding the uniform sweep")
     p.add_argument("--no-budget", action="store_true", help="skip the budget-mode searches")
+    p.add_argument("--reuse", type=Path, default=None,
+                   help="an earlier pareto_front result with the same model, budget and levels: its "
+                        "Pareto runs (seeds 0, 1, ...) and budget runs are kept, the other seeds run")
     p.add_argument("--steps", type=int, default=600, help="llama: training steps")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -161,16 +165,24 @@ def main(argv: list[str] | None = None) -> int:
 
             model = {"path": str(train_llama(tmp / "llama", args.steps, 128 * (64 + 32 + 64)))}
         bench = build_workbench(make_spec(args, model, seed=0, trials=args.budget))
-        runs = []
-        for seed in range(args.seeds):
+        runs, budget_rows = [], []
+        if args.reuse:
+            earlier = json.loads(args.reuse.read_text())
+            same = ("model", "budget", "levels", "reconstruction")
+            if any(earlier["args"][k] != vars(args)[k] for k in same):
+                raise SystemExit(f"--reuse {args.reuse}: its {same} differ from these")
+            runs = earlier["runs"][:args.seeds]
+            budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
+        for seed in range(len(runs), args.seeds):
             row = pareto_run(args, bench, model, seed, f"sqlite:///{tmp}/pareto-{seed}.db")
             runs.append(row)
             print(f"pareto seed={seed} hv={row.get('hypervolume')} levels={row['levels']} "
                   f"front={row['front_points']} phases={row['phases']}", flush=True)
-        budget_rows = []
         if not args.no_budget:
             for seed in range(args.seeds):
                 for level in args.levels:
+                    if any(b["seed"] == seed and b["level"] == level for b in budget_rows):
+                        continue
                     b = budget_run(args, model, level, seed, f"sqlite:///{tmp}/budget-{level}-{seed}.db")
                     budget_rows.append(b)
                     print(f"budget level={level} seed={seed} report={b['report']:.4f}", flush=True)
