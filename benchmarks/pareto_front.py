@@ -132,6 +132,17 @@ def uniform_sweep(path: Path, total_of: Workbench) -> dict[str, Any]:
             "hypervolume": hypervolume(pts, HV_REFERENCE), "wall_seconds": run["wall_seconds"]}
 
 
+def result_file(value: str) -> Path:
+    """A path, or ``latest:PREFIX``: the newest ``benchmarks/results/PREFIX-<timestamp>.json``."""
+    if not value.startswith("latest:"):
+        return Path(value)
+    prefix = value.removeprefix("latest:")
+    found = sorted((ROOT / "benchmarks" / "results").glob(f"{prefix}-*.json"))
+    if not found:
+        raise argparse.ArgumentTypeError(f"no benchmarks/results/{prefix}-*.json")
+    return found[-1]
+
+
 def mean(xs: list[float]) -> float | None:
     return statistics.fmean(xs) if xs else None
 
@@ -144,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", type=lambda s: [float(x) for x in s.split(",")], default=None,
                    help="front levels (default 0.5,0.6,0.7,0.8; llama 0.5,0.7)")
     p.add_argument("--reconstruction", default="none", choices=("none", "sparsegpt"))
-    p.add_argument("--uniform-from", type=Path, default=None,
-                   help="an earlier search_quality.py --pareto result holding the uniform sweep")
+    p.add_argument("--uniform-from", type=result_file, default=None,
+                   help="an earlier search_quality.py --pareto result holding the uniform sweep, or "
+                        "latest:PREFIX for the newest benchmarks/results/PREFIX-*.json")
     p.add_argument("--no-budget", action="store_true", help="skip the budget-mode searches")
     p.add_argument("--reuse", type=Path, default=None,
                    help="an earlier pareto_front result with the same model, budget and levels: its "

@@ -74,7 +74,20 @@ FIGURES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
     "scale.json": [
         ("2 workers / 1 worker", ("summary", "speedup_2_over_1"), TIMING),
     ],
+    "report_phase.json": [
+        ("report phase / search", ("report_share",), TIMING),
+    ],
 }
+# The front-search benchmark (pareto_front.py): hypervolume and the front read at each level.
+PARETO_FRONT_FILES = ("pareto_front-minilm-b64-n3.json", "pareto_front-minilm-b256-n3.json",
+                      "pareto_front-llama-b64-n3.json")
+for _name in PARETO_FRONT_FILES:
+    FIGURES[_name] = [
+        ("hypervolume", ("summary", "hypervolume"), EXACT),
+        *[(f"front at {t}", ("summary", "levels", t, "front"), EXACT) for t in ("0.5", "0.6", "0.7", "0.8")],
+        *[(f"quarter-budget search at {t}", ("summary", "levels", t, "budget_quarter"), EXACT)
+          for t in ("0.5", "0.6", "0.7", "0.8")],
+    ]
 
 
 def _dig(d: Any, path: tuple[str, ...]) -> float | None:

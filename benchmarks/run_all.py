@@ -7,8 +7,9 @@ seeds, and reconstruction on a causal LM (against llm-compressor where its envir
 is set up: ``benchmarks/peers/llmcompressor/setup.sh``). ``make bench-full`` (``--set full``) adds what does not fit: multi-fidelity
 screening (120 s per arm, 4 arms), search quality at 0.5 with 64 evaluations and at 0.5
 and 0.7 with 256 evaluations over 3 seeds, Pareto-mode hypervolume at 64 and 256 evaluations,
-and the search over reconstructed levels at 0.5/64, 0.7/64 and 0.7/256 over 3 seeds
-(several hours on 2 cores).
+the search over reconstructed levels at 0.5/64, 0.7/64 and 0.7/256 over 3 seeds, the
+front search (``pareto_front.py``: MiniLM at 64 and 256 evaluations, the causal LM at 64,
+3 seeds each) and the demo spec's report phase (several hours on 2 cores).
 
 Each script runs as its own process, holding ``--lock`` (an exclusive ``flock``, default
 ``/tmp/prunetune-heavy.lock``) for its duration so that timing runs get the cores to
@@ -59,6 +60,13 @@ FULL: list[tuple[str, list[str]]] = [
     *[(f"search_quality_sparsegpt_{s}_b{b}_n3", [SQ, "--reconstruction", "sparsegpt", "--sparsity", s,
                                                  "--budget", b, "--seeds", "3"])
       for b, s in (("64", "0.5"), ("64", "0.7"), ("256", "0.7"))],
+    # The front search against the uniform sweeps above (the latest search_quality --pareto
+    # file of the same budget), and the report phase of the demo spec.
+    *[(f"pareto_front_minilm_b{b}_n3", ["benchmarks/pareto_front.py", "--budget", b, "--seeds", "3",
+                                        "--uniform-from", f"latest:search_quality-pareto-b{b}-n1"])
+      for b in ("64", "256")],
+    ("pareto_front_llama_b64_n3", ["benchmarks/pareto_front.py", "--model", "llama", "--budget", "64", "--seeds", "3"]),
+    ("report_phase", ["benchmarks/report_phase.py"]),
 ]
 SETS = {"cpu": CPU, "full": FULL}
 
