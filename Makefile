@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-reliability reliability-figures lint services install bench bench-full results clean
+.PHONY: demo test test-reliability reliability-figures lint docs services install bench bench-full results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,11 +24,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports  # the layer contracts in pyproject.toml
 
+# The documentation site into site/; --strict fails on any warning (a broken link or
+# anchor, a page outside the navigation, a docstring mkdocstrings cannot read).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 # PostgreSQL up and chromium installed (tools/test-services.sh), so `make test` alone works.
 services:
 	bash tools/test-services.sh
 
-test: $(STAMP) lint services
+test: $(STAMP) lint docs services
 	$(BIN)/python -m pytest -m "not slow and not reliability" -q
 
 # Fault injection, fuzzing, schemathesis (CI runs it after `test`; it restarts the local
@@ -41,7 +46,7 @@ reliability-figures: $(STAMP)
 	PRUNETUNE_RECORD=1 $(BIN)/python -m pytest -q tests/reliability tests/security tests/workers/test_ray_faults.py
 	$(BIN)/python tests/reliability/figures.py
 
-# The CPU benchmark set (30 to 40 min on 2 cores; 38 min measured), then the README's Results section.
+# The CPU benchmark set (30 to 40 min on 2 cores; 38 min measured), then the results pages (docs/results.md, README).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --set cpu
 
@@ -49,9 +54,9 @@ bench: $(STAMP)
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --set full
 
-# Regenerate the README's Results section from benchmarks/results/*.json only.
+# Regenerate docs/results.md and the README's headline table from benchmarks/results/*.json only.
 results: $(STAMP)
 	$(BIN)/python benchmarks/readme_tables.py
 
 clean:
-	rm -rf runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf runs site .pytest_cache .mypy_cache .ruff_cache

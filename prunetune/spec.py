@@ -482,7 +482,7 @@ def _spec_error(err: ValidationError, data: Any) -> SpecError:
     value = first.get("input")
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown field; check the spelling against the spec reference in the README"
+        msg = "unknown field; check the spelling against the spec reference (docs/spec.md)"
     elif first["type"] == "missing":
         msg = "required field is missing"
         value = None

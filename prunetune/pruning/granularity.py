@@ -97,7 +97,7 @@ def check_pair(criterion: str, granularity: Granularity) -> None:
 
 
 def support_table() -> str:
-    """The README's criterion x granularity table (markdown)."""
+    """The criterion x granularity table of docs/pruning.md (markdown)."""
     head = "| criterion | " + " | ".join(FAMILIES) + " |"
     rule = "|---" * (len(FAMILIES) + 1) + "|"
     rows = [

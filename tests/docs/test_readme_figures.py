@@ -1,8 +1,9 @@
-"""Every decimal figure README.md quotes comes from a run: it lies in the Results section
-that ``benchmarks/readme_tables.py`` generates (between the results markers), or SOURCED
-names the result file that holds it (checked: some value of that file, to the digits
-shown, or a figure in one of its generated tables), or it is a setting, a version or
-arithmetic that NOT_MEASUREMENTS names with its reason. A hand-typed measurement fails."""
+"""Every decimal figure README.md and the pages under docs/ quote comes from a run: it lies
+in what ``benchmarks/readme_tables.py`` generates (README.md's Results block between the
+results markers, and the whole of docs/results.md), or SOURCED names the result file that
+holds it (checked: some value of that file, to the digits shown, or a figure in one of its
+generated tables), or it is a setting, a version or arithmetic that NOT_MEASUREMENTS names
+with its reason. A hand-typed measurement fails."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+GENERATED_PAGE = ROOT / "docs" / "results.md"  # written whole by benchmarks/readme_tables.py
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 DECIMAL = re.compile(r"(?<![\w.])-?\d+\.\d+(?![\w.]|\.\d)")
 
-# Decimals outside the generated section that are not measurements, each with its reason.
+# Decimals outside the generated pages and blocks that are not measurements, each with its reason.
 NOT_MEASUREMENTS = {
     "3.10": "Python version",
     "2.13": "torch version",
@@ -27,24 +29,20 @@ NOT_MEASUREMENTS = {
     "0.8": "spec setting (target.sparsities)",
     "0.01": "spec default (reconstruction damping)",
     "0.08": "OWL option default (lam)",
-    "0.2": "strategy option default; -0.2% a quoted sign; 0.2 s from NVMe arithmetic",
+    "0.2": "strategy option default (radius); 0.2 s from NVMe arithmetic",
     "0.04": "policy-gradient option default",
-    "0.95": "the per-layer cap the benchmarks set (--max)",
     "0.3": "an example call's sparsity",
     "0.4": "arithmetic of the 7 B estimate (GB read per child)",
     "1.4": "arithmetic of the 7 B estimate (bytes a weight)",
     "6.5": "a Llama-2-7B's weight count (B)",
-    "0.008": "the 3-seed spread quoted beside it (0.0038 either side), rounded",
+    "0.008": "the full range behind the ±0.004 half-range Results shows for evolutionary at 0.7/256",
     "0.011": "best search-split score minus its REPORT score, from search_quality-s0.7-b256-n3 runs",
     "0.1": "grid step of the GPU reconstruction run (a setting)",
 }
 
-# Figures outside the generated section and the result file (benchmarks/results/) each is in.
+# Figures outside the generated pages and blocks, and the result file (benchmarks/results/) each is in.
 SOURCED = {
-    **dict.fromkeys(("91.6", "71.1", "71.9", "71.0", "71.7", "0.847", "0.716"), "export_formats.json"),
-    **dict.fromkeys(("0.0038", "0.3322", "0.3388", "0.3311"), "search_quality-s0.7-b256-n3-20261130T075144.json"),
     "0.29": "multifidelity.json",
-    "0.988": "latency_front.json",
 }
 
 
@@ -87,31 +85,52 @@ def file_figures(name: str) -> set[str]:
     return out
 
 
-def outside_figures(readme: str) -> list[tuple[int, str]]:
-    """(line, figure) for every decimal outside the generated Results section."""
-    pre = readme.split(START, 1)[0]
-    end = readme.index(END)
+def outside_figures(text: str) -> list[tuple[int, str]]:
+    """(line, figure) for every decimal outside a generated block (the whole text when it
+    has none)."""
+    if START not in text:
+        return [(text.count("\n", 0, m.start()) + 1, m.group().lstrip("-")) for m in DECIMAL.finditer(text)]
+    pre = text.split(START, 1)[0]
+    end = text.index(END)
     found = []
-    for part, offset in ((pre, 0), (readme[end:], end)):
+    for part, offset in ((pre, 0), (text[end:], end)):
         for m in DECIMAL.finditer(part):
-            found.append((readme.count("\n", 0, offset + m.start()) + 1, m.group().lstrip("-")))
+            found.append((text.count("\n", 0, offset + m.start()) + 1, m.group().lstrip("-")))
     return found
 
 
-def unexplained(readme: str, sourced: dict[str, str]) -> list[tuple[int, str]]:
-    generated = set(DECIMAL.findall(readme.split(START, 1)[1].split(END, 1)[0]))
+def generated_figures(*texts: str) -> set[str]:
+    """The decimals inside the generated blocks of ``texts``."""
+    return {f for t in texts if START in t for f in DECIMAL.findall(t.split(START, 1)[1].split(END, 1)[0])}
+
+
+def unexplained(text: str, sourced: dict[str, str], generated: set[str] | None = None) -> list[tuple[int, str]]:
+    generated = generated_figures(text) if generated is None else generated
     held = {name: file_figures(name) for name in set(sourced.values())}
-    return [(line, fig) for line, fig in outside_figures(readme)
+    return [(line, fig) for line, fig in outside_figures(text)
             if fig not in generated and fig not in NOT_MEASUREMENTS
             and not (fig in sourced and fig in held[sourced[fig]])]
 
 
-def test_readme_quotes_no_decimal_figure_that_no_run_produced() -> None:
+def pages() -> dict[str, str]:
+    """README.md and every hand-written page under docs/, by path."""
+    found = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return {p.relative_to(ROOT).as_posix(): p.read_text() for p in found if p != GENERATED_PAGE}
+
+
+def test_the_results_page_is_generated() -> None:
     readme = (ROOT / "README.md").read_text()
     assert START in readme and END in readme
-    missing = unexplained(readme, SOURCED)
-    assert missing == [], "README.md figures from no result file (line, figure): " + ", ".join(
-        f"{line}: {fig}" for line, fig in missing)
+    assert GENERATED_PAGE.read_text().startswith("<!-- generated by benchmarks/readme_tables.py")
+
+
+def test_no_page_quotes_a_decimal_figure_that_no_run_produced() -> None:
+    readme = (ROOT / "README.md").read_text()
+    generated = generated_figures(readme) | set(DECIMAL.findall(GENERATED_PAGE.read_text()))
+    missing = [(name, line, fig) for name, text in pages().items()
+               for line, fig in unexplained(text, SOURCED, generated)]
+    assert missing == [], "figures from no result file (page:line: figure): " + ", ".join(
+        f"{name}:{line}: {fig}" for name, line, fig in missing)
 
 
 def test_a_hand_typed_figure_is_caught() -> None:
@@ -120,3 +139,6 @@ def test_a_hand_typed_figure_is_caught() -> None:
     # Named with a file that holds it: accepted; with one that does not: still caught.
     assert unexplained(readme, {"0.29": "multifidelity.json"}) == [(5, "0.342")]
     assert unexplained(readme, {"0.29": "multifidelity.json", "0.342": "export_formats.json"}) == [(5, "0.342")]
+    # A page without a generated block: every decimal is checked, against what is generated elsewhere.
+    page = "uniform 0.414 and 0.342\n"
+    assert unexplained(page, {}, generated={"0.414"}) == [(1, "0.342")]
