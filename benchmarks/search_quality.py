@@ -148,7 +148,8 @@ def summarise(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, also read by ``decide_defaults.py`` for the same task and budget."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sparsity", type=float, default=0.7, help="overall target sparsity (budget mode)")
     p.add_argument("--budget", type=int, default=64, help="full-search-split evaluations per strategy")
@@ -172,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max", type=float, default=0.95, help="per-layer sparsity cap")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     unknown = sorted(set(strategies) - set(STRATEGIES))
