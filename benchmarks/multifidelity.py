@@ -47,11 +47,11 @@ from typing import Any
 import torch
 from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
-from prunetune.evaluators.screening import PromotionRule, ScreenedStrategy
 from prunetune.search.base import Strategy
 from prunetune.search.controller import Controller, pareto_front
 from prunetune.search.pareto import hypervolume
 from prunetune.search.registry import STRATEGIES, strategy_class
+from prunetune.search.screening import PromotionRule, ScreenedStrategy
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import TrialRecorder
 from prunetune.workbench import Workbench, build_workbench

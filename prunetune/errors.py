@@ -38,3 +38,17 @@ class BudgetError(PrunetuneError, ValueError):
 
 class EvaluationError(PrunetuneError, RuntimeError):
     """An evaluation produced no usable result (raised, NaN, infinite)."""
+
+
+class OptionError(PrunetuneError, ValueError):
+    """A component's constructor option was rejected (a strategy's ``m``, ``radius``, ...).
+
+    Raised by the component, which knows only its own option names; whoever built it from
+    a spec adds the path (``build_strategy`` reports ``strategy.options.<option>``).
+    """
+
+    def __init__(self, option: str, value: object, allowed: str) -> None:
+        self.option = option
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"option '{option}': got {shown(value)}; {allowed}")

@@ -29,6 +29,13 @@ class Candidate:
     fidelity: float = 1.0
 
 
+def check_fraction(fraction: float) -> float:
+    """Validate a fidelity fraction (``Candidate.fidelity``: in (0, 1])."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fidelity fraction must be in (0, 1]; got {fraction}")
+    return float(fraction)
+
+
 class TrialState(enum.Enum):
     COMPLETE = "complete"
     FAILED = "failed"
@@ -60,4 +67,4 @@ class TrialResult:
         )
 
 
-__all__ = ["Candidate", "TrialResult", "TrialState"]
+__all__ = ["Candidate", "TrialResult", "TrialState", "check_fraction"]

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prunetune.search.context import workbench_context
 from prunetune.search.controller import (
     REPORT_POINTS,
     Controller,
@@ -97,7 +96,7 @@ def run_job(
     """
     start = time.perf_counter()
     bench = bench or build_workbench(spec)
-    strategy = build_strategy(spec, bench.space, context=lambda: workbench_context(bench))
+    strategy = build_strategy(spec, bench.space, context=bench.search_context)
     names = bench.space.names
     seeds = [[float(a[n]) for n in names] for a in warm_start if set(a) == set(names)]
     if seeds:

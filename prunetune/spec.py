@@ -302,7 +302,7 @@ class TargetSpec(_Strict):
 class StrategySpec(_Strict):
     """``screen``: score every proposal on this fraction of the search split first and in
     full only those that could still improve the result (multi-fidelity screening,
-    ``prunetune.evaluators.screening``); works with any strategy; unset = off."""
+    ``prunetune.search.screening``); works with any strategy; unset = off."""
 
     name: str = "random"
     options: dict[str, Any] = Field(default_factory=dict)

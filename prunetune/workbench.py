@@ -34,6 +34,8 @@ from prunetune.pruning.reconstruction import SparseGPTConfig
 from prunetune.pruning.scoring import score_layers, score_units
 from prunetune.pruning.structured import resolve_units
 from prunetune.pruning.structures import STRUCTURE_KINDS, StructureUnit
+from prunetune.search.base import SearchContext
+from prunetune.search.strategies.owl_stats import layer_stats
 from prunetune.spaces.layers import PrunableLayer, discover_layers, weight_matrix
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
@@ -68,6 +70,10 @@ class Workbench:
             scores = compute_scores(self.loaded, self.task, self.layers, self.spec.space.criterion, self.units)
             cache.put(self.score_key, scores)
         return scores
+
+    def search_context(self) -> SearchContext:
+        """Score statistics for strategies that use them (OWL's), from the cached scores."""
+        return SearchContext(stats=layer_stats(self.scores(), self.layers))
 
 
 def compute_scores(

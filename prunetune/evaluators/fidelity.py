@@ -11,12 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def check_fraction(fraction: float) -> float:
-    """Validate a fidelity fraction (in (0, 1])."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fidelity fraction must be in (0, 1]; got {fraction}")
-    return float(fraction)
+from prunetune.records import check_fraction
 
 
 def subset_indices(lengths: Sequence[int], fraction: float) -> list[int]:
@@ -35,3 +30,6 @@ def subset_indices(lengths: Sequence[int], fraction: float) -> list[int]:
     # The middle of each of k equal strata of the length order: systematic sampling.
     picked = {by_length[min(n - 1, int((j + 0.5) * n / k))] for j in range(k)}
     return sorted(picked)
+
+
+__all__ = ["check_fraction", "subset_indices"]

@@ -42,8 +42,6 @@ def baseline_allocations(
     spec: SearchSpec, bench: Workbench, names: tuple[str, ...], levels: list[float]
 ) -> list[tuple[str, float, tuple[float, ...]]]:
     """(strategy, level, per-layer sparsities) for each baseline strategy and level."""
-    from prunetune.search.context import workbench_context
-
     context = None
     out = []
     for name in names:
@@ -52,7 +50,7 @@ def baseline_allocations(
             space = dataclasses.replace(bench.space, target=level)
             kwargs: dict[str, Any] = {}
             if cls.uses_context:
-                context = context or workbench_context(bench)
+                context = context or bench.search_context()
                 kwargs["context"] = context
             strategy = cls(space, seed=spec.seed, budget=1, **kwargs)
             asked = strategy.ask(1)

@@ -10,61 +10,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from prunetune.errors import OptionError
 from prunetune.records import Candidate, TrialResult, TrialState
+from prunetune.search.strategies.owl_stats import LayerStats, owl_allocation
 from prunetune.spaces.space import SearchSpace
-
-# Score thresholds, relative to a layer's mean score, at which ``LayerStats`` records the
-# fraction of weights above them (log-spaced, so an OWL ``M`` anywhere in 1.5-100 is read
-# off by interpolation).
-THRESHOLDS: tuple[float, ...] = tuple(float(t) for t in np.geomspace(0.25, 200.0, 97))
-
-
-@dataclass(frozen=True)
-class LayerStats:
-    """Importance-score statistics of one layer (plain numbers, no tensors).
-
-    Attributes:
-        mean: mean score of the layer's weights.
-        tail: fraction of the layer's weights whose score exceeds ``t * mean`` for each
-            ``t`` of :data:`THRESHOLDS`.
-    """
-
-    mean: float
-    tail: tuple[float, ...]
-
-    def outlier_ratio(self, m: float, scale: float = 1.0) -> float:
-        """Fraction of weights scoring above ``m * scale * mean`` (OWL's outlier ratio)."""
-        t = max(m * scale, 1e-12)
-        lt = np.log(np.asarray(THRESHOLDS))
-        return float(np.interp(np.log(t), lt, np.asarray(self.tail), left=self.tail[0], right=self.tail[-1]))
 
 
 @dataclass(frozen=True)
 class SearchContext:
     """What a strategy may know about the model besides the space: per-layer score
-    statistics, in the space's layer order. Built by the controller from the cached scores,
-    so strategies never touch the model."""
+    statistics (see :mod:`prunetune.search.strategies.owl_stats`), in the space's layer
+    order. Built from the cached scores, so strategies never touch the model."""
 
     stats: tuple[LayerStats, ...] = ()
-
-    def block_outlier_ratios(self, space: SearchSpace, m: float) -> list[float]:
-        """Per-layer OWL outlier ratio computed over the layer's whole block (layers
-        outside blocks on their own): weights scoring above ``m`` times the block's mean."""
-        if len(self.stats) != space.dim:
-            raise ValueError(f"context has statistics of {len(self.stats)} layers; the space has {space.dim}")
-        keys = [layer.block if layer.block >= 0 else -1 - i for i, layer in enumerate(space.layers)]
-        out = [0.0] * space.dim
-        for key in set(keys):
-            idx = [i for i, k in enumerate(keys) if k == key]
-            n = sum(space.numels[i] for i in idx)
-            mean = sum(self.stats[i].mean * space.numels[i] for i in idx) / n
-            above = sum(
-                space.numels[i] * self.stats[i].outlier_ratio(m, mean / max(self.stats[i].mean, 1e-30))
-                for i in idx
-            )
-            for i in idx:
-                out[i] = above / n
-        return out
 
 
 class Strategy(ABC):
@@ -74,8 +32,10 @@ class Strategy(ABC):
     from stored results (``restore``), so a crashed job resumes where it stopped. It may
     return fewer candidates than asked for (none when it has nothing more to try).
 
-    Constructor options come from ``strategy.options`` in the spec; unknown options are
-    a ``TypeError`` that the caller reports against that field.
+    Constructor options come from ``strategy.options`` in the spec. A strategy names only
+    its own option when it rejects one (:class:`~prunetune.errors.OptionError`, or a
+    ``TypeError`` for an unknown option); :func:`prunetune.search.controller.build_strategy`
+    reports it against the spec's ``strategy.options.<option>``.
     """
 
     name: ClassVar[str]
@@ -141,12 +101,10 @@ class Strategy(ABC):
         for item in items:
             if isinstance(item, str):
                 if item not in ("uniform", "owl"):
-                    raise ValueError(
-                        f"strategy.options.warm_start entries must be 'uniform', 'owl' or a list of "
-                        f"{sp.dim} sparsities; got {item!r}"
-                    )
+                    raise OptionError("warm_start", item,
+                                      f"each entry must be 'uniform', 'owl' or a list of {sp.dim} sparsities")
                 for t in targets:
-                    shape = [t] * sp.dim if item == "uniform" else owl_allocation(sp, self.context, t)
+                    shape = [t] * sp.dim if item == "uniform" else owl_allocation(sp, self.context.stats if self.context else (), t)
                     self._warm.append(tuple(sp.project(shape, target=t)))
             else:
                 self.warm_start([list(item)])
@@ -158,22 +116,4 @@ class Strategy(ABC):
         self.tell(results)
 
 
-def owl_allocation(
-    space: SearchSpace, context: SearchContext | None, target: float, m: float = 5.0, lam: float = 0.08
-) -> list[float]:
-    """OWL's per-layer sparsity proposal (before exact projection): blocks with more
-    outliers (weights scoring above ``m`` times their block's mean) keep more weights;
-    sparsities spread over ``target ± lam``."""
-    if context is None or not context.stats:
-        raise ValueError("OWL needs score statistics (context); build the strategy through the controller")
-    ratio = np.asarray(context.block_outlier_ratios(space, m))
-    span = ratio.max() - ratio.min()
-    scaled = (ratio - ratio.min()) / span * 2 * lam if span > 0 else np.zeros_like(ratio)
-    density = scaled - scaled.mean() + (1.0 - target)
-    return [float(v) for v in 1.0 - density]
-
-
-__all__ = [
-    "THRESHOLDS", "Candidate", "LayerStats", "SearchContext", "Strategy", "TrialResult", "TrialState",
-    "owl_allocation",
-]
+__all__ = ["Candidate", "SearchContext", "Strategy", "TrialResult", "TrialState"]

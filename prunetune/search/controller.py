@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prunetune.errors import SpecError
-from prunetune.evaluators.screening import ScreenedStrategy
+from prunetune.errors import OptionError, SpecError
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
 from prunetune.search.pareto import best_at_sizes, non_dominated, thin
 from prunetune.search.registry import strategy_class
+from prunetune.search.screening import ScreenedStrategy
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import SIZE_NAME, TrialRecorder, objective_values
@@ -52,6 +52,8 @@ def build_strategy(
         strategy = cls(space, seed=seed, budget=spec.budget.trials, **options_with)  # type: ignore[call-arg]
     except TypeError as err:
         raise SpecError("strategy.options", options, f"not accepted by {spec.strategy.name!r}: {err}") from None
+    except OptionError as err:
+        raise SpecError(f"strategy.options.{err.option}", err.value, err.allowed) from None
     except ValueError as err:
         raise SpecError("strategy.options", options, str(err)) from None
     if spec.strategy.screen is None:

@@ -38,14 +38,13 @@ def run_recorded(
     closes it as cancelled.
     """
     from prunetune.runner import run_job
-    from prunetune.search.context import workbench_context
     from prunetune.search.controller import build_strategy
     from prunetune.workbench import build_workbench
 
     # Model, data and strategy options are checked before the database is touched: a
     # spec that cannot run leaves no job behind.
     bench = build_workbench(spec)
-    build_strategy(spec, bench.space, context=lambda: workbench_context(bench))
+    build_strategy(spec, bench.space, context=bench.search_context)
     upgrade(db)
     store = JobStore(db)
     data = spec.to_dict()

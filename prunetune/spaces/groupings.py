@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prunetune.errors import OptionError
 from prunetune.spaces.space import SearchSpace
 
 GROUPINGS = ("per-layer", "per-block", "per-type", "block+type", "depth")
@@ -106,11 +107,11 @@ def make_grouping(space: SearchSpace, kind: str = "per-block", knots: int = 4) -
         labels, m = bl + tl, np.hstack([bm, tm])
     elif kind == "depth":
         if not isinstance(knots, int) or knots < 2:
-            raise ValueError(f"strategy.options.knots must be an integer >= 2; got {knots!r}")
+            raise OptionError("knots", knots, "must be an integer >= 2")
         d = _depths(space)
         pos = np.linspace(0.0, 1.0, knots)
         m = np.clip(1.0 - np.abs(d[:, None] - pos[None, :]) * (knots - 1), 0.0, 1.0)
         labels = tuple(f"knot{i}" for i in range(knots))
     else:
-        raise ValueError(f"strategy.options.grouping must be one of {', '.join(GROUPINGS)}; got {kind!r}")
+        raise OptionError("grouping", kind, f"must be one of {', '.join(GROUPINGS)}")
     return Grouping(kind, labels, m)

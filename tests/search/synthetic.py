@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
-from prunetune.search.context import layer_stats
+from prunetune.search.strategies.owl_stats import layer_stats
 from prunetune.spaces.layers import PrunableLayer
 from prunetune.spaces.space import SearchSpace
 
@@ -41,7 +41,7 @@ def make_context(space: SearchSpace, seed: int = 0) -> SearchContext:
         base = torch.rand(layer.rows, layer.cols, generator=gen)
         tail = torch.rand(layer.rows, layer.cols, generator=gen) < 0.01 * (1 + layer.block)
         scores[layer.name] = base + tail * 20.0
-    return layer_stats(scores, space.layers)
+    return SearchContext(stats=layer_stats(scores, space.layers))
 
 
 def quality(space: SearchSpace, sparsities: Sequence[float]) -> float:

@@ -42,9 +42,9 @@ def test_pareto_mode_is_multi_objective_over_the_level() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"sampler": "cmaes"}, r"strategy.options.sampler must be one of tpe, gp; got 'cmaes'"),
-        ({"grouping": "per-head"}, r"strategy.options.grouping must be one of"),
-        ({"radius": 0.0}, r"strategy.options.radius must be in \(0, 1\]; got 0.0"),
+        ({"sampler": "cmaes"}, r"option 'sampler': got 'cmaes'; must be one of tpe, gp"),
+        ({"grouping": "per-head"}, r"option 'grouping': got 'per-head'; must be one of"),
+        ({"radius": 0.0}, r"option 'radius': got 0.0; must be in \(0, 1\]"),
     ],
 )
 def test_bad_options_name_the_option(options: dict, message: str) -> None:

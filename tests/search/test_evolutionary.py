@@ -101,11 +101,11 @@ def test_nsga2_opens_with_a_uniform_sweep_then_shifts_and_reshapes() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"screen": 1.5}, r"strategy.options.screen must be a fraction in \[0, 1\]; got 1.5"),
-        ({"offspring": 0}, r"strategy.options.offspring must be an integer >= 1; got 0"),
-        ({"population": 2}, r"strategy.options.population must be an integer >= 4; got 2"),
-        ({"step_scales": [0.5, 40]}, r"strategy.options.step_scales must be a non-empty list"),
-        ({"warm_start": ["best"]}, r"warm_start entries must be 'uniform', 'owl' or a list"),
+        ({"screen": 1.5}, r"option 'screen': got 1.5; must be a fraction in \[0, 1\]"),
+        ({"offspring": 0}, r"option 'offspring': got 0; must be an integer >= 1"),
+        ({"population": 2}, r"option 'population': got 2; must be an integer >= 4"),
+        ({"step_scales": [0.5, 40]}, r"option 'step_scales': got \[0.5, 40\]; must be a non-empty list"),
+        ({"warm_start": ["best"]}, r"option 'warm_start': got 'best'; each entry must be 'uniform', 'owl' or a list"),
     ],
 )
 def test_bad_options_name_the_option(options: dict, message: str) -> None:
@@ -128,7 +128,7 @@ def test_kind_partition_moves_weights_between_every_layer_of_two_roles() -> None
 
 
 def test_unknown_partition_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"partitions must be .*layer, block, kind.*'rows'"):
+    with pytest.raises(ValueError, match=r"option 'partitions': got \['layer', 'rows'\]; must be a non-empty list of layer, block, kind"):
         EvolutionarySearch(make_space(0.6), partitions=["layer", "rows"])
 
 
@@ -189,7 +189,7 @@ def test_front_levels_come_from_the_space_and_restore_rebuilds_the_state() -> No
 
 
 def test_front_option_is_checked() -> None:
-    with pytest.raises(ValueError, match=r"strategy.options.front must be 'levels' or 'nsga2'; got 'x'"):
+    with pytest.raises(ValueError, match=r"option 'front': got 'x'; must be 'levels' or 'nsga2'"):
         EvolutionarySearch(make_space(None), front="x")
-    with pytest.raises(ValueError, match=r"strategy.options.fill must be a fraction in \[0, 1\); got 1.5"):
+    with pytest.raises(ValueError, match=r"option 'fill': got 1.5; must be a fraction in \[0, 1\)"):
         EvolutionarySearch(make_space(None), fill=1.5)

@@ -55,7 +55,7 @@ def test_pareto_mode_samples_budgets() -> None:
 
 
 def test_bad_options_name_the_option() -> None:
-    with pytest.raises(ValueError, match=r"strategy.options.batch must be an integer >= 2; got 1"):
+    with pytest.raises(ValueError, match=r"option 'batch': got 1; must be an integer >= 2"):
         PolicyGradient(make_space(0.6), batch=1)
-    with pytest.raises(ValueError, match=r"strategy.options.sigma must be in \(0, 0.5\]; got 0.9"):
+    with pytest.raises(ValueError, match=r"option 'sigma': got 0.9; must be in \(0, 0.5\]"):
         PolicyGradient(make_space(0.6), sigma=0.9)

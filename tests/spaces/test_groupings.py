@@ -56,9 +56,9 @@ def test_pareto_mode_decodes_around_a_given_level_on_the_grid() -> None:
 
 def test_bad_grouping_and_knots_name_the_option() -> None:
     space = make_space(0.6)
-    with pytest.raises(ValueError, match=r"strategy.options.grouping must be one of .*per-block.*got 'per-head'"):
+    with pytest.raises(ValueError, match=r"option 'grouping': got 'per-head'; must be one of .*per-block"):
         make_grouping(space, "per-head")
-    with pytest.raises(ValueError, match=r"strategy.options.knots must be an integer >= 2; got 1"):
+    with pytest.raises(ValueError, match=r"option 'knots': got 1; must be an integer >= 2"):
         make_grouping(space, "depth", knots=1)
     with pytest.raises(ValueError, match="has 4 groups; got 3 values"):
         make_grouping(space, "per-block").decode(space, [0.0, 0.0, 0.0])

@@ -22,6 +22,7 @@ import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState as OptunaState
 
+from prunetune.errors import OptionError
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult
 from prunetune.spaces.groupings import make_grouping
 from prunetune.spaces.space import SearchSpace
@@ -58,13 +59,13 @@ class BayesianSearch(Strategy):
     ) -> None:
         super().__init__(space, seed=seed, budget=budget, context=context)
         if sampler not in SAMPLERS:
-            raise ValueError(f"strategy.options.sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+            raise OptionError("sampler", sampler, f"must be one of {', '.join(SAMPLERS)}")
         if sampler == "gp" and space.target is None:
-            raise ValueError("strategy.options.sampler 'gp' is for budget mode (target.sparsity); use 'tpe' for Pareto mode")
+            raise OptionError("sampler", sampler, "'gp' is for budget mode (target.sparsity); use 'tpe' for Pareto mode")
         if not 0.0 < radius <= 1.0:
-            raise ValueError(f"strategy.options.radius must be in (0, 1]; got {radius}")
+            raise OptionError("radius", radius, "must be in (0, 1]")
         if not (isinstance(startup, int) and startup >= 0):
-            raise ValueError(f"strategy.options.startup must be an integer >= 0; got {startup!r}")
+            raise OptionError("startup", startup, "must be an integer >= 0")
         self.grouping = make_grouping(space, grouping, knots)
         self.sampler_name, self.radius, self.startup = sampler, radius, startup
         self._dists: dict[str, BaseDistribution] = {

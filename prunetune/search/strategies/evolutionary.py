@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from deap import base, tools
 
+from prunetune.errors import OptionError
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult
 from prunetune.search.pareto import non_dominated
 from prunetune.spaces.space import SearchSpace
@@ -135,29 +136,27 @@ class EvolutionarySearch(Strategy):
     ) -> None:
         super().__init__(space, seed=seed, budget=budget, context=context)
         if front not in ("levels", "nsga2"):
-            raise ValueError(f"strategy.options.front must be 'levels' or 'nsga2'; got {front!r}")
+            raise OptionError("front", front, "must be 'levels' or 'nsga2'")
         if not (isinstance(fill, (int, float)) and 0.0 <= fill < 1.0):
-            raise ValueError(f"strategy.options.fill must be a fraction in [0, 1); got {fill!r}")
+            raise OptionError("fill", fill, "must be a fraction in [0, 1)")
         self.front = front if space.target is None else "budget"
         if not (isinstance(offspring, int) and offspring >= 1):
-            raise ValueError(f"strategy.options.offspring must be an integer >= 1; got {offspring!r}")
+            raise OptionError("offspring", offspring, "must be an integer >= 1")
         if not (isinstance(moves, int) and moves >= 1):
-            raise ValueError(f"strategy.options.moves must be an integer >= 1; got {moves!r}")
+            raise OptionError("moves", moves, "must be an integer >= 1")
         if not 0.0 <= screen <= 1.0:
-            raise ValueError(f"strategy.options.screen must be a fraction in [0, 1]; got {screen}")
+            raise OptionError("screen", screen, "must be a fraction in [0, 1]")
         if not (isinstance(population, int) and population >= 4):
-            raise ValueError(f"strategy.options.population must be an integer >= 4; got {population!r}")
+            raise OptionError("population", population, "must be an integer >= 4")
         self.step = space.step if step is None else float(step)
         if not 0.0 < self.step < 1.0:
-            raise ValueError(f"strategy.options.step must be in (0, 1); got {step}")
+            raise OptionError("step", step, "must be in (0, 1)")
         if step_scales is None:
             step_scales = (0.5, 1.0, 2.0) if self.front == "nsga2" else (1.0,)
         scales = [float(x) for x in step_scales]
         if not scales or not all(0.0 < x * self.step < 1.0 for x in scales):
-            raise ValueError(
-                f"strategy.options.step_scales must be a non-empty list of multiples of step "
-                f"({self.step}) that keep each switch in (0, 1); got {list(step_scales)!r}"
-            )
+            raise OptionError("step_scales", list(step_scales), f"must be a non-empty list of multiples of "
+                              f"step ({self.step}) that keep each switch in (0, 1)")
         self.step_scales = scales
         self.offspring, self.moves, self.population = offspring, moves, population
         self.screen = screen if 0.0 < screen < 1.0 else 1.0
@@ -187,8 +186,7 @@ class EvolutionarySearch(Strategy):
         names = [partitions] if isinstance(partitions, str) else list(partitions)
         bad = [x for x in names if x not in allowed]
         if not names or bad:
-            raise ValueError(f"strategy.options.partitions must be a non-empty list of {', '.join(allowed)}; "
-                             f"got {list(names)!r}")
+            raise OptionError("partitions", list(names), f"must be a non-empty list of {', '.join(allowed)}")
         keys: dict[str, list[Any]] = {
             "layer": list(range(space.dim)),
             # a layer outside any block (or of no known role) is a group of its own

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prunetune.search.base import Candidate, SearchContext, Strategy, owl_allocation
+from prunetune.errors import OptionError
+from prunetune.search.base import Candidate, SearchContext, Strategy
+from prunetune.search.strategies.owl_stats import owl_allocation
 from prunetune.search.strategies.uniform import sweep_level
 from prunetune.spaces.space import SearchSpace
 
@@ -34,9 +36,9 @@ class OWLBaseline(Strategy):
     ) -> None:
         super().__init__(space, seed=seed, budget=budget, context=context)
         if not m > 0:
-            raise ValueError(f"strategy.options.m must be > 0; got {m}")
+            raise OptionError("m", m, "must be > 0")
         if not 0.0 <= lam <= 0.5:
-            raise ValueError(f"strategy.options.lam must be in [0, 0.5]; got {lam}")
+            raise OptionError("lam", lam, "must be in [0, 0.5]")
         if context is None or not context.stats:
             raise ValueError("strategy 'owl' needs score statistics; run it through prunetune's controller")
         self.m, self.lam = m, lam
@@ -46,5 +48,5 @@ class OWLBaseline(Strategy):
         level = sweep_level(sp, index, self.budget)
         if level is None:
             return None
-        shape = owl_allocation(sp, self.context, level, self.m, self.lam)
+        shape = owl_allocation(sp, self.context.stats if self.context else (), level, self.m, self.lam)
         return Candidate(tuple(sp.project(shape, target=level)), origin="owl", info={"level": level})

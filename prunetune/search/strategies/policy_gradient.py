@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunetune.errors import OptionError
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult
+from prunetune.search.strategies.owl_stats import block_outlier_ratios
 from prunetune.spaces.space import SearchSpace
 
 _KINDS = ("q", "k", "v", "qkv", "o", "gate", "up", "down", "other")
@@ -47,7 +49,7 @@ def layer_features(space: SearchSpace, context: SearchContext | None) -> np.ndar
 
     size = standard(np.log(np.asarray(space.numels, dtype=np.float64)))
     if context is not None and len(context.stats) == space.dim:
-        outlier = standard(np.asarray(context.block_outlier_ratios(space, 5.0)))
+        outlier = standard(np.asarray(block_outlier_ratios(space, context.stats, 5.0)))
     else:
         outlier = np.zeros(space.dim)
     return np.column_stack([depth, kinds, size, outlier])
@@ -83,13 +85,13 @@ class PolicyGradient(Strategy):
     ) -> None:
         super().__init__(space, seed=seed, budget=budget, context=context)
         if not (isinstance(batch, int) and batch >= 2):
-            raise ValueError(f"strategy.options.batch must be an integer >= 2; got {batch!r}")
+            raise OptionError("batch", batch, "must be an integer >= 2")
         if not 0.0 < lr <= 1.0:
-            raise ValueError(f"strategy.options.lr must be in (0, 1]; got {lr}")
+            raise OptionError("lr", lr, "must be in (0, 1]")
         if not 0.0 < sigma <= 0.5:
-            raise ValueError(f"strategy.options.sigma must be in (0, 0.5]; got {sigma}")
+            raise OptionError("sigma", sigma, "must be in (0, 0.5]")
         if not (isinstance(hidden, int) and hidden >= 1):
-            raise ValueError(f"strategy.options.hidden must be an integer >= 1; got {hidden!r}")
+            raise OptionError("hidden", hidden, "must be an integer >= 1")
         self.batch, self.lr = batch, lr
         self.policy_path = Path(policy_path) if policy_path else None
         self._features = torch.tensor(layer_features(space, context), dtype=torch.float32)

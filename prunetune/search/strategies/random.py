@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from prunetune.errors import OptionError
 from prunetune.search.base import Candidate, Strategy
 from prunetune.spaces.space import SearchSpace
 
@@ -25,7 +26,7 @@ class RandomSearch(Strategy):
     def __init__(self, space: SearchSpace, *, seed: int = 0, budget: int = 64, spread: float = 0.15) -> None:
         super().__init__(space, seed=seed, budget=budget)
         if not 0.0 <= spread <= 1.0:
-            raise ValueError(f"strategy.options.spread must be in [0, 1]; got {spread}")
+            raise OptionError("spread", spread, "must be in [0, 1]")
         self.spread = spread
 
     def _propose(self, index: int) -> Candidate:

@@ -14,8 +14,8 @@ from prunetune.workbench import build_workbench
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
+from prunetune.search.tune import PrunetuneSearcher  # noqa: E402
 from prunetune.workers.ray_session import start_ray  # noqa: E402
-from prunetune.workers.tune import PrunetuneSearcher  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

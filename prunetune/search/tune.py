@@ -3,7 +3,7 @@
 ::
 
     from ray import tune
-    from prunetune.workers.tune import PrunetuneSearcher
+    from prunetune.search.tune import PrunetuneSearcher
 
     searcher = PrunetuneSearcher.for_space(bench.space, "random", seed=0, budget=32,
                                            metric="accuracy", mode="max")
@@ -29,12 +29,11 @@ from typing import Any
 
 from prunetune.search.base import Candidate, Strategy, TrialResult, TrialState
 from prunetune.spaces.space import SearchSpace
-from prunetune.workers.ray_session import RAY_MISSING
 
 try:
     from ray.tune.search import Searcher
 except ImportError as _err:  # pragma: no cover - ray is a declared dependency
-    raise ImportError(f"{RAY_MISSING} ({_err})") from _err
+    raise ImportError(f"the Ray Tune adapter needs Ray Tune: pip install 'ray[tune]>=2.40' ({_err})") from _err
 
 _MODES = ("max", "min")
 

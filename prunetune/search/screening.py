@@ -39,7 +39,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from prunetune.evaluators.fidelity import check_fraction
+from prunetune.records import check_fraction
 from prunetune.search.base import Candidate, Strategy, TrialResult
 
 

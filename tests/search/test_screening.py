@@ -13,9 +13,9 @@ from scipy.stats import t as student_t
 
 from prunetune.errors import SpecError
 from prunetune.evaluators.fidelity import subset_indices
-from prunetune.evaluators.screening import PromotionRule, ScreenedStrategy
 from prunetune.search.base import Candidate, TrialResult, TrialState
 from prunetune.search.controller import Controller, build_strategy, pareto_front
+from prunetune.search.screening import PromotionRule, ScreenedStrategy
 from prunetune.search.strategies.random import RandomSearch
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import TrialRecorder
