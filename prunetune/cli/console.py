@@ -1,5 +1,5 @@
-"""Terminal output shared by the commands of ``prunetune`` (the CLI, the service's and
-the schedules' commands): the consoles, one-line errors and plain tables."""
+"""Terminal output shared by the commands of ``prunetune``: the consoles, one-line
+errors and plain tables."""
 
 from __future__ import annotations
 

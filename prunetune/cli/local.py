@@ -1,26 +1,19 @@
-"""The ``prunetune`` command."""
+"""Commands that work in this process on a database: ``prunetune run`` (one search with
+live progress) and ``prunetune dashboard``."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from prunetune.console import console, fail, plain_table
+from prunetune.cli.console import console, fail, plain_table
+from prunetune.cli.options import DEFAULT_DB
 from prunetune.errors import PrunetuneError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="AutoML search for pruning policies.")
-
-DEFAULT_DB = "sqlite:///prunetune.db"
-
-
-@app.callback()
-def _root() -> None:
-    """AutoML search for pruning policies: per-layer sparsity, Pareto fronts, real exports."""
+app = typer.Typer()
 
 
 def _cell(v: Any) -> str:
@@ -140,36 +133,3 @@ def dashboard(
     from prunetune.report.dashboard import open_dashboard_storage
 
     run_server(open_dashboard_storage(db), host=host, port=port)
-
-
-def _register_service_commands() -> None:
-    # serve, worker, token create, submit, status, front, cancel, export
-    from prunetune.service.commands import register
-    from prunetune.service.schedule_commands import register as register_schedules
-
-    register(app)
-    register_schedules(app)  # scheduler, schedule, schedules
-
-
-_register_service_commands()
-
-
-def _register_oneshot_commands() -> None:
-    from prunetune.oneshot_commands import register
-
-    register(app)  # prune, evaluate
-
-
-_register_oneshot_commands()
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        app()
-    except KeyboardInterrupt:  # pragma: no cover
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

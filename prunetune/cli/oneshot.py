@@ -1,6 +1,5 @@
 """One-shot commands of ``prunetune``: ``prune`` (one model, one sparsity, an export) and
-``evaluate`` (one allocation or one exported model scored on a spec's REPORT split).
-``prunetune/cli.py`` registers them."""
+``evaluate`` (one allocation or one exported model scored on a spec's REPORT split)."""
 
 from __future__ import annotations
 
@@ -10,14 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+from prunetune.cli.console import fail
 from prunetune.errors import PrunetuneError
 
-
-def _fail(message: str) -> None:
-    """One line on stderr naming what was wrong, exit status 2 (as ``prunetune.cli.fail``;
-    not imported from there: the cli imports this module)."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+app = typer.Typer()
 
 
 def _model_spec(model: str) -> Any:
@@ -52,67 +47,65 @@ def calibration_batches(tokenizer: Any, path: Path, samples: int, batch_size: in
                       return_tensors="pt") for i in range(0, len(chunks), batch_size)]
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``prune`` and ``evaluate`` to the ``prunetune`` app."""
+@app.command()
+def prune(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="minilm (bundled), a local HF model directory or a Hub id")],
+    sparsity: Annotated[float, typer.Option(help="fraction of weights (structures) removed per layer")],
+    out: Annotated[Path, typer.Option(help="folder to write the pruned model to")],
+    criterion: Annotated[str, typer.Option(help="importance criterion, e.g. magnitude, wanda")] = "magnitude",
+    granularity: Annotated[str, typer.Option(help="unstructured, 2:4, 4:8, heads, neurons, blocks, ...")] =
+        "unstructured",
+    calibration: Annotated[Path | None, typer.Option(help="UTF-8 .txt file the data-driven criteria read")] = None,
+    samples: Annotated[int, typer.Option(help="calibration text chunks used")] = 128,
+    batch_size: Annotated[int, typer.Option(help="calibration chunks per forward pass")] = 16,
+    max_length: Annotated[int, typer.Option(help="tokens per calibration chunk")] = 128,
+    format: Annotated[str, typer.Option(help="unstructured/N:M weights: dense or compressed-tensors")] = "dense",
+) -> None:
+    """Prune one model at one sparsity and export it (with its tokenizer)."""
+    import prunetune
+    from prunetune.evaluators.sources import load_model
 
-    @app.command()
-    def prune(
-        model: Annotated[str, typer.Argument(metavar="MODEL", help="minilm (bundled), a local HF model directory or a Hub id")],
-        sparsity: Annotated[float, typer.Option(help="fraction of weights (structures) removed per layer")],
-        out: Annotated[Path, typer.Option(help="folder to write the pruned model to")],
-        criterion: Annotated[str, typer.Option(help="importance criterion, e.g. magnitude, wanda")] = "magnitude",
-        granularity: Annotated[str, typer.Option(help="unstructured, 2:4, 4:8, heads, neurons, blocks, ...")] =
-            "unstructured",
-        calibration: Annotated[Path | None, typer.Option(help="UTF-8 .txt file the data-driven criteria read")] = None,
-        samples: Annotated[int, typer.Option(help="calibration text chunks used")] = 128,
-        batch_size: Annotated[int, typer.Option(help="calibration chunks per forward pass")] = 16,
-        max_length: Annotated[int, typer.Option(help="tokens per calibration chunk")] = 128,
-        format: Annotated[str, typer.Option(help="unstructured/N:M weights: dense or compressed-tensors")] = "dense",
-    ) -> None:
-        """Prune one model at one sparsity and export it (with its tokenizer)."""
-        import prunetune
-        from prunetune.evaluators.sources import load_model
+    for name, value, low in (("--samples", samples, 1), ("--batch-size", batch_size, 1),
+                             ("--max-length", max_length, 8)):
+        if value < low:
+            fail(f"option '{name}': got {value}; must be >= {low}")
+    try:
+        loaded = load_model(_model_spec(model))
+        batches = None if calibration is None else calibration_batches(
+            loaded.tokenizer, calibration, samples, batch_size, max_length)
+        report = prunetune.prune(loaded.model, sparsity, criterion=criterion, granularity=granularity,
+                                 calibration=batches)
+        path = prunetune.export(loaded.model, out, tokenizer=loaded.tokenizer, format=format)
+    except (PrunetuneError, ValueError, TypeError, ImportError, OSError) as err:
+        fail(str(err))
+    files = json.loads((path / "prunetune.json").read_text()).get("files", {})
+    typer.echo(f"{loaded.name}: {granularity} {criterion}, overall sparsity {report.sparsity:.4f} "
+               f"({report.params_before:,d} -> {report.params_after:,d} parameters in the pruned layers)")
+    for name, size in files.items():
+        typer.echo(f"  {size:>12,d} bytes  {name}")
+    typer.echo(str(path.resolve()))
 
-        for name, value, low in (("--samples", samples, 1), ("--batch-size", batch_size, 1),
-                                 ("--max-length", max_length, 8)):
-            if value < low:
-                _fail(f"option '{name}': got {value}; must be >= {low}")
-        try:
-            loaded = load_model(_model_spec(model))
-            batches = None if calibration is None else calibration_batches(
-                loaded.tokenizer, calibration, samples, batch_size, max_length)
-            report = prunetune.prune(loaded.model, sparsity, criterion=criterion, granularity=granularity,
-                                     calibration=batches)
-            path = prunetune.export(loaded.model, out, tokenizer=loaded.tokenizer, format=format)
-        except (PrunetuneError, ValueError, TypeError, ImportError, OSError) as err:
-            _fail(str(err))
-        files = json.loads((path / "prunetune.json").read_text()).get("files", {})
-        typer.echo(f"{loaded.name}: {granularity} {criterion}, overall sparsity {report.sparsity:.4f} "
-                   f"({report.params_before:,d} -> {report.params_after:,d} parameters in the pruned layers)")
-        for name, size in files.items():
-            typer.echo(f"  {size:>12,d} bytes  {name}")
-        typer.echo(str(path.resolve()))
 
-    @app.command()
-    def evaluate(
-        spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="job spec: model, task and space")],
-        allocation: Annotated[Path | None, typer.Option(
-            help="JSON {layer: sparsity} (or a front.json point with an 'allocation')")] = None,
-        export: Annotated[Path | None, typer.Option(help="a folder written by prunetune export / prune")] = None,
-    ) -> None:
-        """Score one allocation or one exported model on the spec's task, REPORT split (JSON)."""
-        from prunetune.evaluators.standalone import score_allocation, score_export
-        from prunetune.spec import SearchSpec
+@app.command()
+def evaluate(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC.yaml", help="job spec: model, task and space")],
+    allocation: Annotated[Path | None, typer.Option(
+        help="JSON {layer: sparsity} (or a front.json point with an 'allocation')")] = None,
+    export: Annotated[Path | None, typer.Option(help="a folder written by prunetune export / prune")] = None,
+) -> None:
+    """Score one allocation or one exported model on the spec's task, REPORT split (JSON)."""
+    from prunetune.evaluators.standalone import score_allocation, score_export
+    from prunetune.spec import SearchSpec
 
-        if (allocation is None) == (export is None):
-            _fail("give exactly one of --allocation FILE or --export DIR")
-        try:
-            spec = SearchSpec.from_yaml(spec_path)
-            if allocation is not None:
-                result = score_allocation(spec, allocation)
-            else:
-                assert export is not None  # one of the two, checked above
-                result = score_export(spec, export)
-        except (PrunetuneError, ValueError, TypeError, OSError) as err:
-            _fail(str(err))
-        typer.echo(json.dumps(result, indent=2))
+    if (allocation is None) == (export is None):
+        fail("give exactly one of --allocation FILE or --export DIR")
+    try:
+        spec = SearchSpec.from_yaml(spec_path)
+        if allocation is not None:
+            result = score_allocation(spec, allocation)
+        else:
+            assert export is not None  # one of the two, checked above
+            result = score_export(spec, export)
+    except (PrunetuneError, ValueError, TypeError, OSError) as err:
+        fail(str(err))
+    typer.echo(json.dumps(result, indent=2))
