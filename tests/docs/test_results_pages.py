@@ -32,6 +32,7 @@ def test_check_names_the_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(readme_tables, "README", readme)
     monkeypatch.setattr(readme_tables, "PAGE", page)
     monkeypatch.setattr(readme_tables, "FIGURE", tmp_path / "docs" / "results-fronts.png")
+    assert readme_tables.main([]) == 0  # both brought up to date (CI checks the committed ones)
     assert readme_tables.main(["--check"]) == 0
     target = readme if stale == "README.md" else page
     target.write_text(target.read_text().replace("| 0.5 | 64 |", "| 0.5 | 65 |", 1))
