@@ -131,7 +131,52 @@ def _spec_payload(spec: Any) -> dict[str, Any]:
     raise TypeError(f"spec must be a SearchSpec, a mapping or a YAML path; got {type(spec).__name__}")
 
 
+@dataclass(frozen=True)
+class _Op:
+    """One operation of the service, named as its :class:`~prunetune.service.jobs.JobService`
+    method and called with that method's argument names: the embedded transport calls the
+    method, the HTTP transport sends ``method path`` with the arguments placed as below."""
+
+    method: str
+    path: str  # formatted with the arguments, e.g. "/jobs/{job_id}"
+    body: Mapping[str, str] = field(default_factory=dict)  # JSON key -> argument
+    query: tuple[str, ...] = ()  # arguments sent as query parameters, when not None
+    headers: Mapping[str, str] = field(default_factory=dict)  # header -> argument, when not None
+    owner: bool = False  # embedded: the service is told the client's owner
+    retry: bool = False  # HTTP: a lost connection is retried when an Idempotency-Key was sent
+    text: bool = False  # HTTP: the answer is text (HTML), not JSON
+
+
+def _same(*names: str) -> dict[str, str]:
+    return {name: name for name in names}
+
+
+_SCHEDULE_OPTIONS = ("cron", "name", "timezone", "catch_up", "warm_start", "reseed")
+
+# Every operation, once; adding one here serves both transports.
+_OPERATIONS: dict[str, _Op] = {
+    "submit": _Op("POST", "/jobs", body={"spec": "spec_data"}, headers={"Idempotency-Key": "idempotency_key"},
+                  owner=True, retry=True),
+    "get": _Op("GET", "/jobs/{job_id}"),
+    "list_jobs": _Op("GET", "/jobs", query=("state",)),
+    "front": _Op("GET", "/jobs/{job_id}/front"),
+    "trials": _Op("GET", "/jobs/{job_id}/trials"),
+    "cancel": _Op("POST", "/jobs/{job_id}/cancel"),
+    "export": _Op("POST", "/jobs/{job_id}/export", body=_same("trial", "out", "overwrite", "format")),
+    "comparison": _Op("GET", "/jobs/{job_id}/comparison"),
+    "report": _Op("GET", "/jobs/{job_id}/report", text=True),
+    "schedule": _Op("POST", "/schedules", body={"spec": "spec_data", **_same(*_SCHEDULE_OPTIONS)}, owner=True),
+    "schedules": _Op("GET", "/schedules"),
+    "schedule_runs": _Op("GET", "/schedules/{key}/runs"),
+    "set_schedule_enabled": _Op("PATCH", "/schedules/{key}", body=_same("enabled")),
+}
+
+
 class _Http:
+    """The operations as requests to a prunetune server."""
+
+    retries = 2  # extra attempts of a retryable operation after a lost connection
+
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
         import httpx
 
@@ -147,19 +192,42 @@ class _Http:
         self.url = url
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
+    def call(self, operation: str, /, **args: Any) -> Any:
+        """Send the operation; a retryable one whose connection was lost or timed out is
+        sent again with the same Idempotency-Key, so the service acts on it once."""
+        import httpx
+
+        op = _OPERATIONS[operation]
+        path = op.path.format(**args)
+        request = {
+            "json": {key: args[arg] for key, arg in op.body.items()} if op.body else None,
+            "params": {arg: args[arg] for arg in op.query if args[arg] is not None},
+            "headers": {key: args[arg] for key, arg in op.headers.items() if args[arg] is not None},
+        }
+        retries = self.retries if op.retry and request["headers"] else 0
+        for attempt in range(retries + 1):
+            try:
+                return self._send(op, path, request)
+            except UnreachableError as err:
+                if attempt == retries or not isinstance(err.__cause__, httpx.TransportError):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, op: _Op, path: str, request: dict[str, Any]) -> Any:
         import httpx
 
         try:
-            resp = self.http.request(method, path, **kw)
+            resp = self.http.request(op.method, path, **request)
         except httpx.HTTPError as exc:  # refused, timed out, no such host, a broken answer
             raise UnreachableError(f"cannot reach the service at {self.url}: {type(exc).__name__}"
                                    + (f": {exc}" if str(exc) else ""), field="url", value=self.url) from exc
         if resp.status_code < 400:
+            if op.text:
+                return resp.text
             try:
                 return resp.json()
             except ValueError:
-                raise ClientError(f"the service at {self.url} answered {method} {path} with something "
+                raise ClientError(f"the service at {self.url} answered {op.method} {path} with something "
                                   f"that is not JSON (HTTP {resp.status_code}); is it a prunetune server?",
                                   resp.status_code, "url", self.url) from None
         try:
@@ -172,125 +240,30 @@ class _Http:
         raise cls(err.get("message", f"HTTP {resp.status_code}"), resp.status_code,
                   err.get("field"), err.get("value"), err.get("allowed"))
 
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None, retries: int = 2) -> Any:
-        """POST the job; a lost connection or a timeout is retried with the same key, so
-        the service queues the job once however many attempts reached it."""
-        import httpx
-
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        for attempt in range(retries + 1):
-            try:
-                return self.call("POST", "/jobs", json={"spec": spec}, headers=headers)
-            except UnreachableError as err:
-                if not idempotency_key or attempt == retries or not isinstance(err.__cause__, httpx.TransportError):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def get(self, job_id: int) -> Any:
-        return self.call("GET", f"/jobs/{job_id}")
-
-    def list_jobs(self, state: str | None) -> Any:
-        return self.call("GET", "/jobs", params={"state": state} if state else {})
-
-    def front(self, job_id: int) -> Any:
-        return self.call("GET", f"/jobs/{job_id}/front")
-
-    def trials(self, job_id: int) -> Any:
-        return self.call("GET", f"/jobs/{job_id}/trials")
-
-    def cancel(self, job_id: int) -> Any:
-        return self.call("POST", f"/jobs/{job_id}/cancel")
-
-    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False, format: str = "dense") -> Any:
-        return self.call("POST", f"/jobs/{job_id}/export",
-                         json={"trial": trial, "out": out, "overwrite": overwrite, "format": format})
-
-    def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
-        return self.call("POST", "/schedules", json={"spec": spec, "cron": cron, "name": name, **options})
-
-    def schedules(self) -> Any:
-        return self.call("GET", "/schedules")
-
-    def schedule_runs(self, key: int | str) -> Any:
-        return self.call("GET", f"/schedules/{key}/runs")
-
-    def set_schedule_enabled(self, key: int | str, enabled: bool) -> Any:
-        return self.call("PATCH", f"/schedules/{key}", json={"enabled": enabled})
-
-    def comparison(self, job_id: int) -> Any:
-        return self.call("GET", f"/jobs/{job_id}/comparison")
-
-    def report(self, job_id: int) -> str:
-        import httpx
-
-        try:
-            resp = self.http.get(f"/jobs/{job_id}/report")
-        except httpx.HTTPError as exc:
-            raise UnreachableError(f"cannot reach the service at {self.url}: {type(exc).__name__}",
-                                   field="url", value=self.url) from exc
-        if resp.status_code >= 400:
-            return str(self.call("GET", f"/jobs/{job_id}/report"))  # raises with the error
-        return resp.text
-
     def close(self) -> None:
         self.http.close()
 
 
 class _Embedded:
+    """The operations as calls on a :class:`~prunetune.service.jobs.JobService` in this process."""
+
     def __init__(self, db: str, owner: str) -> None:
         from prunetune.service.jobs import JobService
 
         self.service = JobService(db)
         self.db, self.owner = db, owner
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def call(self, operation: str, /, **args: Any) -> Any:
         from prunetune.store.db import ConflictError, NotFoundError
 
+        if _OPERATIONS[operation].owner:
+            args["owner"] = self.owner
         try:
-            return fn(*args)
+            return getattr(self.service, operation)(**args)
         except NotFoundError as err:
             raise ClientError(str(err), 404, "id", err.key) from err
         except ConflictError as err:
             raise ClientError(str(err), 409, err.field, err.value, err.allowed) from err
-
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> Any:
-        return self.call(self.service.submit, spec, self.owner, idempotency_key)
-
-    def get(self, job_id: int) -> Any:
-        return self.call(self.service.get, job_id)
-
-    def list_jobs(self, state: str | None) -> Any:
-        return self.call(self.service.list_jobs, state)
-
-    def front(self, job_id: int) -> Any:
-        return self.call(self.service.front, job_id)
-
-    def trials(self, job_id: int) -> Any:
-        return self.call(self.service.trials, job_id)
-
-    def cancel(self, job_id: int) -> Any:
-        return self.call(self.service.cancel, job_id)
-
-    def export(self, job_id: int, trial: int, out: str, overwrite: bool = False, format: str = "dense") -> Any:
-        return self.call(lambda: self.service.export(job_id, trial, out, overwrite=overwrite, format=format))
-
-    def schedule(self, spec: dict[str, Any], cron: str, name: str, **options: Any) -> Any:
-        return self.call(lambda: self.service.schedule(spec, cron, name, self.owner, **options))
-
-    def schedules(self) -> Any:
-        return self.call(self.service.schedules)
-
-    def schedule_runs(self, key: int | str) -> Any:
-        return self.call(self.service.schedule_runs, key)
-
-    def set_schedule_enabled(self, key: int | str, enabled: bool) -> Any:
-        return self.call(self.service.set_schedule_enabled, key, enabled)
-
-    def comparison(self, job_id: int) -> Any:
-        return self.call(self.service.comparison, job_id)
-
-    def report(self, job_id: int) -> str:
-        return str(self.call(self.service.report, job_id))
 
     def run_here(self, job_id: int, on_progress: Callable[[int, int], None]) -> None:
         from prunetune.service.worker import Worker
@@ -347,7 +320,7 @@ class Client:
 
         key = idempotency_key if idempotency_key is not None else uuid.uuid4().hex
         try:
-            return Job(self, int(self._backend.submit(_spec_payload(spec), key)["id"]))
+            return Job(self, int(self._backend.call("submit", spec_data=_spec_payload(spec), idempotency_key=key)["id"]))
         except ClientError as err:
             if err.status == 422 and err.field:
                 raise SpecError(err.field, err.value, err.allowed or str(err)) from None
@@ -357,7 +330,7 @@ class Client:
         return Job(self, job_id)
 
     def get(self, job_id: int) -> JobStatus:
-        return JobStatus.of(self._backend.get(job_id))
+        return JobStatus.of(self._backend.call("get", job_id=job_id))
 
     def wait(self, job_id: int, progress: bool = False, poll_s: float = 0.5) -> JobStatus:
         """Block until the job has finished (succeeded, failed or cancelled)."""
@@ -378,13 +351,13 @@ class Client:
                 bar.close()
 
     def pareto_front(self, job_id: int) -> list[FrontPoint]:
-        return [FrontPoint(**p) for p in self._backend.front(job_id)]
+        return [FrontPoint(**p) for p in self._backend.call("front", job_id=job_id)]
 
     def trials(self, job_id: int) -> list[dict[str, Any]]:
-        return list(self._backend.trials(job_id))
+        return list(self._backend.call("trials", job_id=job_id))
 
     def cancel(self, job_id: int) -> JobStatus:
-        return JobStatus.of(self._backend.cancel(job_id))
+        return JobStatus.of(self._backend.call("cancel", job_id=job_id))
 
     def export(self, job_id: int, trial: int, out: str | Path, *, overwrite: bool = False,
                format: str = "dense") -> dict[str, Any]:
@@ -393,7 +366,8 @@ class Client:
         (atomically). ``format``: ``dense`` or ``compressed-tensors`` (unstructured/N:M
         weights). Raises ClientError (409) on a non-empty folder without it, or a format
         the job cannot be written in."""
-        return dict(self._backend.export(job_id, trial, str(out), overwrite, format))
+        return dict(self._backend.call("export", job_id=job_id, trial=trial, out=str(out), overwrite=overwrite,
+                                        format=format))
 
     def schedule(self, spec: Any, cron: str, name: str, *, timezone: str = "UTC", catch_up: str = "once",
                  warm_start: bool = True, reseed: bool = True) -> dict[str, Any]:
@@ -408,41 +382,42 @@ class Client:
             SpecError: a bad spec, cron expression, zone or policy (``err.field`` names it).
         """
         try:
-            return dict(self._backend.schedule(_spec_payload(spec), cron, name, timezone=timezone,
-                                               catch_up=catch_up, warm_start=warm_start, reseed=reseed))
+            return dict(self._backend.call("schedule", spec_data=_spec_payload(spec), cron=cron, name=name,
+                                           timezone=timezone, catch_up=catch_up, warm_start=warm_start,
+                                           reseed=reseed))
         except ClientError as err:
             if err.status == 422 and err.field:
                 raise SpecError(err.field, err.value, err.allowed or str(err)) from None
             raise
 
     def schedules(self) -> list[dict[str, Any]]:
-        return list(self._backend.schedules())
+        return list(self._backend.call("schedules"))
 
     def schedule_runs(self, schedule: int | str) -> list[dict[str, Any]]:
         """A schedule's firings (fire time, job id, who enqueued it), oldest first."""
-        return list(self._backend.schedule_runs(schedule))
+        return list(self._backend.call("schedule_runs", key=schedule))
 
     def pause_schedule(self, schedule: int | str) -> dict[str, Any]:
-        return dict(self._backend.set_schedule_enabled(schedule, False))
+        return dict(self._backend.call("set_schedule_enabled", key=schedule, enabled=False))
 
     def resume_schedule(self, schedule: int | str) -> dict[str, Any]:
         """Resume at the next window (windows paused over are not run)."""
-        return dict(self._backend.set_schedule_enabled(schedule, True))
+        return dict(self._backend.call("set_schedule_enabled", key=schedule, enabled=True))
 
     def comparison(self, job_id: int) -> dict[str, Any] | None:
         """A scheduled job's front against the previous run's: verdict (improved, equal,
         regressed), hypervolumes, delta, split, reference point; None if not compared."""
-        got = self._backend.comparison(job_id)
+        got = self._backend.call("comparison", job_id=job_id)
         return None if got is None else dict(got)
 
     def report(self, job_id: int) -> str:
         """The job report (front.html) as an HTML string."""
-        return self._backend.report(job_id)
+        return str(self._backend.call("report", job_id=job_id))
 
     # Last in the class: below this line `list` would name the method, not the builtin.
     def list(self, state: str | None = None) -> list[JobStatus]:
         """Jobs, newest first (``state``: queued, running, succeeded, failed, cancelled)."""
-        return [JobStatus.of(d) for d in self._backend.list_jobs(state)]
+        return [JobStatus.of(d) for d in self._backend.call("list_jobs", state=state)]
 
 
 class _Bar:

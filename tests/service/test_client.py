@@ -84,3 +84,22 @@ def test_cli_token_create_submit_status_cancel(sqlite_url: str, tmp_path) -> Non
     assert again.returncode == 2 and "'state'" in again.stderr
     missing = _cli("status", "404", "--db", sqlite_url)
     assert missing.returncode == 2 and "job 404 does not exist" in missing.stderr
+
+
+def test_every_client_operation_is_a_service_method_and_an_api_route(sqlite_url: str) -> None:
+    """The client's table of operations: each names a JobService method that takes its
+    arguments, and an API route with that method and path."""
+    import inspect
+    import re
+
+    from prunetune.client import _OPERATIONS
+    from prunetune.service.app import create_app
+    from prunetune.service.jobs import JobService
+
+    paths = create_app(sqlite_url).openapi()["paths"]
+    for name, op in _OPERATIONS.items():
+        params = inspect.signature(getattr(JobService, name)).parameters
+        args = {*re.findall(r"{(\w+)}", op.path), *op.body.values(), *op.query, *op.headers.values(),
+                *(["owner"] if op.owner else [])}
+        assert args <= set(params), (name, args - set(params))
+        assert op.method.lower() in paths[op.path], (name, op.method, op.path)
