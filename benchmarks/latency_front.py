@@ -32,9 +32,9 @@ from _common import ROOT, provenance
 import prunetune.pruning.export  # the evaluator's latency of a structured candidate
 import prunetune.report.baselines
 import prunetune.reporting  # noqa: F401
+from prunetune.pareto import non_dominated
 from prunetune.runner import run_job
 from prunetune.search.controller import SearchOutcome
-from prunetune.search.pareto import non_dominated
 from prunetune.spec import SearchSpec
 from prunetune.workbench import build_workbench
 

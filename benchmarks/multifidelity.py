@@ -47,13 +47,13 @@ from typing import Any
 import torch
 from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
+from prunetune.pareto import hypervolume
 from prunetune.search.base import Strategy
-from prunetune.search.controller import Controller, pareto_front
-from prunetune.search.pareto import hypervolume
+from prunetune.search.controller import Controller
 from prunetune.search.registry import STRATEGIES, strategy_class
 from prunetune.search.screening import PromotionRule, ScreenedStrategy
 from prunetune.spec import SearchSpec
-from prunetune.store.studies import TrialRecorder
+from prunetune.store.studies import TrialRecorder, result_front
 from prunetune.workbench import Workbench, build_workbench
 from prunetune.workers.base import InProcessExecutor
 
@@ -67,7 +67,7 @@ def run_arm(bench: Workbench, strategy: Strategy, seconds: float, db: str, name:
                             should_stop=lambda: time.perf_counter() - start > seconds)
     results = controller.run()
     wall = time.perf_counter() - start
-    front = pareto_front(results, pareto=True)
+    front = result_front(results, pareto=True)
     ref = (0.0, float(bench.space.prunable_params + bench.space.extra_params))
     hv = hypervolume([(r.quality, r.size) for r in front], ref) / ref[1]  # type: ignore[misc]
     full = [r for r in results if r.candidate.fidelity == 1.0]

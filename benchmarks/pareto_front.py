@@ -41,9 +41,9 @@ from _common import ROOT, provenance
 # run_job imports these when it needs them: load them now, before the tree can change.
 import prunetune.report.baselines
 import prunetune.reporting  # noqa: F401
+from prunetune.pareto import best_at_sizes, hypervolume
 from prunetune.runner import run_job
 from prunetune.search.controller import level_size
-from prunetune.search.pareto import best_at_sizes, hypervolume
 from prunetune.spec import SearchSpec
 from prunetune.workbench import Workbench, build_workbench
 

@@ -43,9 +43,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from prunetune.pareto import hypervolume
 from prunetune.runner import provenance, run_job
 from prunetune.search.base import TrialResult
-from prunetune.search.pareto import hypervolume
 from prunetune.spec import SearchSpec
 from prunetune.workbench import build_workbench
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prunetune.engine.report_split import score_on_report
 from prunetune.search.controller import (
     REPORT_POINTS,
     Controller,
@@ -21,9 +22,7 @@ from prunetune.search.controller import (
     SearchOutcome,
     build_strategy,
     level_table,
-    pareto_front,
     report_selection,
-    score_report,
 )
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import LEVELS_KEY, TrialRecorder, objective_metrics
@@ -119,12 +118,12 @@ def run_job(
         results = controller.run()
         phases = {"search": time.perf_counter() - t}
         t = time.perf_counter()
-        front = pareto_front(results, pareto=spec.mode == "pareto", minimize=minimize)
+        front = recorder.front(results)
         scored = report_selection(front, bench.space, spec.report.points if spec.report else REPORT_POINTS)
         known = recorder.reports()
         todo = [r for r in scored if r.number not in known]
-        for number, metrics in score_report(executor, todo).items():
-            recorder.set_report(number, metrics)
+        for number, o in score_on_report(executor, {r.number: r.candidate.sparsities for r in todo}).items():
+            recorder.set_report(number, dict(o.metrics) if o.error is None else {"error": float("nan")})
         phases["report_front"] = time.perf_counter() - t
         from prunetune.report.baselines import job_baselines
 

@@ -17,14 +17,14 @@ from optuna.study import StudyDirection
 
 from prunetune import Client
 from prunetune.errors import SpecError
+from prunetune.pareto import non_dominated
 from prunetune.report.dashboard import open_dashboard_storage
 from prunetune.report.fronts import load_front
 from prunetune.runner import run_job
-from prunetune.search.controller import SearchOutcome, pareto_front
-from prunetune.search.pareto import non_dominated
+from prunetune.search.controller import SearchOutcome
 from prunetune.service.local_run import run_recorded
 from prunetune.spec import LATENCY_REPEATS, SearchSpec
-from prunetune.store.studies import LATENCY_NAME, SIZE_NAME, TrialRecorder
+from prunetune.store.studies import LATENCY_NAME, SIZE_NAME, TrialRecorder, result_front
 from prunetune.workbench import build_workbench
 
 LATENCY = {"quality": "maximize", "latency": "minimize"}
@@ -134,8 +134,8 @@ def test_three_objectives_front_is_non_dominated_over_all_three(tmp_path: Path) 
     assert {r.number for r in out.front} == {ok[i].number for i in _brute_front(points)}
     # A point on the size front or on the latency front is on the three-objective front.
     three = {r.number for r in out.front}
-    assert {r.number for r in pareto_front(out.results, True)} <= three
-    assert {r.number for r in pareto_front(out.results, True, minimize=(LATENCY_NAME,))} <= three
+    assert {r.number for r in result_front(out.results, True)} <= three
+    assert {r.number for r in result_front(out.results, True, minimize=(LATENCY_NAME,))} <= three
     assert {p.trial for p in load_front(url, "lat").points} == three
     served = Client.embedded(url).pareto_front(job)  # the service's front: sizes are sizes
     assert {p.trial: (p.nonzero_params, p.latency_seconds) for p in served} == {

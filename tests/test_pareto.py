@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from prunetune.search.pareto import best_at_sizes, hypervolume, non_dominated, thin
+from prunetune.pareto import best_at_sizes, hypervolume, non_dominated, thin
 
 
 def test_non_dominated_keeps_the_staircase() -> None:

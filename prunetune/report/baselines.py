@@ -13,9 +13,10 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
+from prunetune.engine.report_split import score_on_report
 from prunetune.search.registry import strategy_class
 from prunetune.spaces.space import SearchSpace
-from prunetune.store.studies import BASELINES_KEY
+from prunetune.store.studies import BASELINES_KEY, baselines
 
 if TYPE_CHECKING:
     from prunetune.spec import SearchSpec
@@ -63,15 +64,8 @@ def evaluate_baselines(
     executor: Executor, allocations: list[tuple[str, float, tuple[float, ...]]], quality_name: str
 ) -> dict[str, list[dict[str, Any]]]:
     """Score the allocations on the REPORT split: ``{strategy: [point, ...]}`` by level."""
-    for i, (_, _, sparsities) in enumerate(allocations):
-        executor.submit(_FIRST_NUMBER + i, sparsities, split="report")
-    got: dict[int, dict[str, float]] = {}
-    while executor.pending or len(got) < len(allocations):
-        outs = executor.wait()
-        if not outs:
-            break
-        for o in outs:
-            got[o.number - _FIRST_NUMBER] = dict(o.metrics) if o.error is None else {}
+    outcomes = score_on_report(executor, {_FIRST_NUMBER + i: sp for i, (_, _, sp) in enumerate(allocations)})
+    got = {n - _FIRST_NUMBER: dict(o.metrics) if o.error is None else {} for n, o in outcomes.items()}
     out: dict[str, list[dict[str, Any]]] = {}
     for i, (name, level, sparsities) in enumerate(allocations):
         m = got.get(i, {})
@@ -96,8 +90,8 @@ def job_baselines(spec: SearchSpec, bench: Workbench, executor: Executor, record
     levels = None if spec.report is None else spec.report.levels
     if not names:
         return {}
-    stored = recorder.study.user_attrs.get(BASELINES_KEY)
-    if isinstance(stored, dict) and stored:
+    stored = baselines(recorder.study)
+    if stored:
         return stored
     if stopped:
         return {}

@@ -30,7 +30,7 @@ from prunetune.store.studies import (
     LATENCY_NAME,
     REPORT_KEY,
     SIZE_NAME,
-    ensure_sqlite_parent,
+    engine_kwargs,
 )
 
 # Latency is timed on a calibration batch whatever the split, like the size metrics.
@@ -69,10 +69,4 @@ def with_job_attrs(trial: FrozenTrial, study_attrs: dict[str, Any]) -> FrozenTri
 
 
 def open_dashboard_storage(url: str) -> DashboardStorage:
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30}
-        ensure_sqlite_parent(url)
-    else:
-        kwargs["pool_pre_ping"] = True
-    return DashboardStorage(url, engine_kwargs=kwargs)
+    return DashboardStorage(url, engine_kwargs=engine_kwargs(url))

@@ -17,14 +17,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
-from optuna.trial import TrialState as OptunaState
 
-from prunetune.search.pareto import hypervolume, non_dominated
+from prunetune.pareto import hypervolume
+from prunetune.store import studies
 from prunetune.store.studies import (
-    FIDELITY_KEY,
     LATENCY_NAME,
     ORIGIN_KEY,
-    REPORT_KEY,
     SIZE_NAME,
     study_objectives,
     trial_size,
@@ -89,24 +87,16 @@ def load_front(storage: optuna.storages.BaseStorage | str, study_name: str) -> S
     """
     study = optuna.load_study(study_name=study_name, storage=storage)
     attrs = dict(study.user_attrs)
-    reports = attrs.get(REPORT_KEY, {})
+    reports = studies.reports(study)
     names = study.metric_names or ["quality"]
     objectives = study_objectives(study)
-    ok = [t for t in study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
-          if t.values and math.isfinite(t.values[0])
-          and float(t.user_attrs.get(FIDELITY_KEY, 1.0)) == 1.0]
 
-    def size(t: FrozenTrial) -> float:
-        v = trial_size(t, objectives)
-        return float("nan") if v is None else v
+    def point(t: FrozenTrial) -> FrontPoint:
+        size = trial_size(t, objectives)
+        return _point(t, float("nan") if size is None else size, reports.get(t.number, {}))
 
-    cloud = [_point(t, size(t), reports.get(str(t.number), {})) for t in ok]
-    if not cloud:
-        chosen: list[FrontPoint] = []
-    elif objectives:
-        chosen = [cloud[i] for i in non_dominated([tuple(t.values) for t in ok])]
-    else:
-        chosen = [max(cloud, key=lambda p: (p.quality, -p.trial))]
+    cloud = [point(t) for t in studies.trials(study, complete=True)]
+    chosen = [point(t) for t in studies.front(study)]
     return StudyFront(study_name, names[0], chosen, cloud, attrs, objectives or (SIZE_NAME,))
 
 

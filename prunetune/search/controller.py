@@ -8,20 +8,19 @@ toward the budget; the job goes on.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prunetune.errors import OptionError, SpecError
+from prunetune.pareto import best_at_sizes, thin
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
-from prunetune.search.pareto import best_at_sizes, non_dominated, thin
 from prunetune.search.registry import strategy_class
 from prunetune.search.screening import ScreenedStrategy
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
-from prunetune.store.studies import SIZE_NAME, TrialRecorder, objective_values
+from prunetune.store.studies import SIZE_NAME, TrialRecorder
 from prunetune.workers.base import Executor, Outcome
 
 Progress = Callable[[int, int, "TrialResult | None"], None]
@@ -147,20 +146,6 @@ class Controller:
         return done
 
 
-def pareto_front(
-    results: Sequence[TrialResult], pareto: bool, minimize: Sequence[str] = (SIZE_NAME,),
-) -> list[TrialResult]:
-    """Non-dominated trials by quality up and the ``minimize`` metrics down (default
-    size; latency, or size and latency, for those objectives); in budget mode, the best trial."""
-    ok = [r for r in results if r.ok and r.candidate.fidelity == 1.0]
-    if not ok:
-        return []
-    if not pareto:
-        return [max(ok, key=lambda r: (r.quality, -r.number))]
-    idx = non_dominated([(r.quality, *objective_values(r, minimize)) for r in ok])  # type: ignore[arg-type]
-    return [ok[i] for i in idx]
-
-
 # Front points scored on the REPORT split unless ``report.points`` says otherwise.
 REPORT_POINTS = 12
 
@@ -173,7 +158,7 @@ def level_size(space: SearchSpace, level: float) -> float:
 def report_selection(front: Sequence[TrialResult], space: SearchSpace, limit: int) -> list[TrialResult]:
     """The front points to score on the REPORT split: all of a budget-mode front; in Pareto
     mode at most ``limit``: the best at each front level, then by hypervolume added
-    (:func:`prunetune.search.pareto.thin`, on search-split quality)."""
+    (:func:`prunetune.pareto.thin`, on search-split quality)."""
     if space.target is not None:
         return list(front)
     keep = thin([(float(r.quality), float(r.size)) for r in front],  # type: ignore[arg-type]
@@ -201,20 +186,3 @@ def level_table(
             "uniform": uniform.get(round(level, 6)),
         })
     return rows
-
-
-def score_report(executor: Executor, front: Sequence[TrialResult]) -> dict[int, dict[str, float]]:
-    """Re-score front points on the REPORT split (disjoint from the search split)."""
-    for r in front:
-        executor.submit(r.number, r.candidate.sparsities, split="report")
-    reports: dict[int, dict[str, float]] = {}
-    start = time.perf_counter()
-    while executor.pending or len(reports) < len(front):
-        outs = executor.wait()
-        if not outs:
-            break
-        for o in outs:
-            reports[o.number] = dict(o.metrics) if o.error is None else {"error": float("nan")}
-        if time.perf_counter() - start > 24 * 3600:  # pragma: no cover - a hung executor
-            break
-    return reports

@@ -28,7 +28,7 @@ MiniLM's candidates (``benchmarks/multifidelity.py``).
 ``ScreenedStrategy`` wraps any strategy: its proposals are scored at ``fraction``, and
 the promoted ones come back as full-fidelity candidates (origin ``promoted``, with
 ``info.screened_trial`` and ``info.screen_quality``), so both fidelities are recorded.
-The front is built from full-fidelity results only (``controller.pareto_front``).
+The front is built from full-fidelity results only (``store.studies.result_front``).
 """
 
 from __future__ import annotations

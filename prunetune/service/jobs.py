@@ -14,10 +14,10 @@ import optuna
 from optuna.trial import TrialState as OptunaState
 
 from prunetune.errors import SpecError
-from prunetune.search.pareto import non_dominated
 from prunetune.service.admission import check_storable, check_strategy_options
 from prunetune.service.roots import confine, confine_spec
 from prunetune.spec import SearchSpec
+from prunetune.store import studies
 from prunetune.store.db import ConflictError, NotFoundError, upgrade
 from prunetune.store.jobs import JobInfo, JobStore
 from prunetune.store.models import JobState
@@ -26,7 +26,6 @@ from prunetune.store.studies import (
     FIDELITY_KEY,
     LATENCY_NAME,
     ORIGIN_KEY,
-    REPORT_KEY,
     SIZE_NAME,
     STALE_KEY,
     open_storage,
@@ -151,7 +150,7 @@ class JobService:
             return []
         out = []
         objectives = study_objectives(study)
-        for t in study.get_trials(deepcopy=False):
+        for t in studies.trials(study):
             attrs = t.user_attrs
             out.append({
                 "trial": t.number,
@@ -177,16 +176,9 @@ class JobService:
         study = self._study(self._job(job_id, who))
         if study is None:
             return []
-        ok = [t for t in study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
-              if t.values and math.isfinite(t.values[0]) and float(t.user_attrs.get(FIDELITY_KEY, 1.0)) == 1.0]
-        if not ok:
-            return []
+        chosen = studies.front(study)
         objectives = study_objectives(study)
-        if objectives:
-            chosen = [ok[i] for i in non_dominated([tuple(t.values) for t in ok])]
-        else:
-            chosen = [max(ok, key=lambda t: (t.values[0], -t.number))]
-        reports = study.user_attrs.get(REPORT_KEY, {})
+        reports = studies.reports(study)
         names = study.metric_names or ["quality"]
         return [{
             "trial": t.number,
@@ -196,7 +188,7 @@ class JobService:
             "latency_seconds": t.user_attrs.get(LATENCY_NAME),
             "sparsity": t.user_attrs.get("sparsity"),
             "metrics": {k: v for k, v in t.user_attrs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-            "report": reports.get(str(t.number), {}),
+            "report": reports.get(t.number, {}),
             "allocation": dict(t.params),
         } for t in chosen]
 

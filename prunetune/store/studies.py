@@ -20,6 +20,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState as OptunaState
 
 from prunetune.errors import SpecError
+from prunetune.pareto import non_dominated
 from prunetune.records import Candidate, TrialResult, TrialState
 from prunetune.spaces.space import SearchSpace
 
@@ -76,6 +77,61 @@ def trial_size(t: optuna.trial.FrozenTrial, objectives: Sequence[str]) -> float 
     return float(v) if isinstance(v, (int, float)) else None
 
 
+def front_indices(values: Sequence[Sequence[float]], numbers: Sequence[int], pareto: bool) -> list[int]:
+    """Which finished trials make the front, given each one's objective values (quality
+    first, then the minimised metrics) and trial number: in Pareto mode the non-dominated
+    ones (sorted by the first minimised metric), in budget mode the best quality (the
+    lowest trial number on a tie). The one rule behind :func:`front` and
+    :func:`result_front`."""
+    if not values:
+        return []
+    if not pareto:
+        return [max(range(len(values)), key=lambda i: (values[i][0], -numbers[i]))]
+    return non_dominated([tuple(v) for v in values])
+
+
+def result_front(
+    results: Sequence[TrialResult], pareto: bool, minimize: Sequence[str] = (SIZE_NAME,),
+) -> list[TrialResult]:
+    """The front of a job's results as the runner holds them (in the order given):
+    quality up and the ``minimize`` metrics down (default size; latency, or size and
+    latency, for those objectives) over the full-fidelity successful trials; in budget
+    mode the best trial."""
+    ok = [r for r in results if r.ok and r.candidate.fidelity == 1.0]
+    values = [(r.quality, *(objective_values(r, minimize) if pareto else ())) for r in ok]
+    return [ok[i] for i in front_indices(values, [r.number for r in ok], pareto)]  # type: ignore[arg-type]
+
+
+def trials(study: optuna.Study, *, complete: bool = False) -> list[optuna.trial.FrozenTrial]:
+    """A job's trials in number order; with ``complete``, only those a front is chosen
+    from: complete, full-fidelity, with a finite quality."""
+    if not complete:
+        return study.get_trials(deepcopy=False)
+    return [t for t in study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
+            if t.values and math.isfinite(t.values[0]) and float(t.user_attrs.get(FIDELITY_KEY, 1.0)) == 1.0]
+
+
+def front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The job's front (:func:`front_indices` over :func:`trials` ``complete``): quality up,
+    the study's other objectives down (nonzero parameters, latency or both); in budget
+    mode the best trial."""
+    ok = trials(study, complete=True)
+    chosen = front_indices([t.values for t in ok], [t.number for t in ok], bool(study_objectives(study)))
+    return [ok[i] for i in chosen]
+
+
+def reports(study: optuna.Study) -> dict[int, dict[str, float]]:
+    """REPORT-split metrics of the trials that were scored on it, by trial number."""
+    return {int(k): v for k, v in (study.user_attrs.get(REPORT_KEY) or {}).items()}
+
+
+def baselines(study: optuna.Study) -> dict[str, list[dict[str, Any]]]:
+    """The job's baselines (``{strategy: [point, ...]}``, REPORT-split scores by level);
+    {} when none were scored."""
+    stored = study.user_attrs.get(BASELINES_KEY)
+    return dict(stored) if isinstance(stored, dict) else {}
+
+
 def ensure_sqlite_parent(url: str) -> None:
     """SQLite creates the file but not its folder; create the folder."""
     from sqlalchemy.engine import make_url
@@ -85,15 +141,22 @@ def ensure_sqlite_parent(url: str) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage; SQLite gets a busy timeout so a reader never fails a writer."""
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine settings for a job database: SQLite gets a busy timeout (so a
+    reader never fails a writer) and its folder; a server gets connections checked
+    before use."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
         ensure_sqlite_parent(url)
     else:
         kwargs["pool_pre_ping"] = True
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    return kwargs
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage over a job database (:func:`engine_kwargs`)."""
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
@@ -187,7 +250,11 @@ class TrialRecorder:
         self.study.set_user_attr(REPORT_KEY, reports)
 
     def reports(self) -> dict[int, dict[str, float]]:
-        return {int(k): v for k, v in self.study.user_attrs.get(REPORT_KEY, {}).items()}
+        return reports(self.study)
+
+    def front(self, results: Sequence[TrialResult]) -> list[TrialResult]:
+        """The front of ``results`` over this study's objectives (:func:`result_front`)."""
+        return result_front(results, self.pareto, self.minimize)
 
     def results(self) -> list[TrialResult]:
         """Finished trials (complete and failed), in trial order, as strategy records."""

@@ -6,7 +6,7 @@ import deap.creator
 import pytest
 from search.synthetic import drive, evaluate, make_context, make_space
 
-from prunetune.search.pareto import hypervolume
+from prunetune.pareto import hypervolume
 from prunetune.search.strategies.evolutionary import EvolutionarySearch
 
 

@@ -14,11 +14,11 @@ from scipy.stats import t as student_t
 from prunetune.errors import SpecError
 from prunetune.evaluators.fidelity import subset_indices
 from prunetune.search.base import Candidate, TrialResult, TrialState
-from prunetune.search.controller import Controller, build_strategy, pareto_front
+from prunetune.search.controller import Controller, build_strategy
 from prunetune.search.screening import PromotionRule, ScreenedStrategy
 from prunetune.search.strategies.random import RandomSearch
 from prunetune.spec import SearchSpec
-from prunetune.store.studies import TrialRecorder
+from prunetune.store.studies import TrialRecorder, result_front
 from prunetune.workbench import build_workbench
 from prunetune.workers.base import InProcessExecutor
 
@@ -144,7 +144,7 @@ def test_screened_search_records_both_fidelities_and_resumes(sqlite_url: str) ->
         src = by_number[r.candidate.info["screened_trial"]]
         assert src.candidate.sparsities == r.candidate.sparsities
         assert r.metrics["fidelity_level"] == 1.0 and src.metrics["fidelity_level"] == 0.25
-    assert all(r.candidate.fidelity == 1.0 for r in pareto_front(results, pareto=True))
+    assert all(r.candidate.fidelity == 1.0 for r in result_front(results, pareto=True))
     stored = optuna.load_study(study_name="screened", storage=sqlite_url).trials
     assert sorted({t.user_attrs["fidelity_level"] for t in stored}) == [0.25, 1.0]
     # A fresh strategy rebuilt from storage continues with the same promotion state.

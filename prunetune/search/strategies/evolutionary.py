@@ -40,8 +40,8 @@ import numpy as np
 from deap import base, tools
 
 from prunetune.errors import OptionError
+from prunetune.pareto import non_dominated
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult
-from prunetune.search.pareto import non_dominated
 from prunetune.spaces.space import SearchSpace
 
 

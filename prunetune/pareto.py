@@ -1,5 +1,6 @@
 """Pareto utilities over (quality to maximise, size to minimise) points; the front also
-over more costs (size and latency)."""
+over more costs (size and latency). Dependency-free, so the store, the search and the
+report all use them."""
 
 from __future__ import annotations
 
