@@ -533,6 +533,46 @@ def latency_section() -> list[str]:
     return lines
 
 
+def defaults_section() -> list[str]:
+    """The contested strategy defaults, decided on the validation split (decide_defaults.json)."""
+    lines = ["### Defaults decided on the validation split", ""]
+    d = load("decide_defaults")
+    if d is None:
+        return [*lines, "Not yet run (`benchmarks/decide_defaults.py`).", ""]
+    a = d["args"]
+    lines += [f"`benchmarks/decide_defaults.py`: each contested strategy option at its default and at its "
+              f"alternative, one option changed at a time, budget mode on MiniLM at {a['sparsity']} with "
+              f"{a['budget']} evaluations (evolutionary screens at {a['screen']}), {a['seeds']} seeds. Each "
+              "search's best allocation is scored on the validation split (`task.validation`, disjoint from "
+              "calibration, search and REPORT); REPORT plays no part in the decision. Validation "
+              "`1 - fidelity` (lower is better): mean over seeds, ± half the range; the decision (the best "
+              "mean) in bold.", "",
+              "| strategy | option | value | validation 1 - fidelity | per seed | wall s per search |",
+              "|---|---|---|---|---|---|"]
+    verdicts = []
+    for dec in d["decisions"]:
+        for v in dec["values"]:
+            value = json.dumps(v["value"])
+            cell = f"{v['mean']:.4f} ±{v['spread']:.4f}"
+            mark = " (the default when run)" if v["value"] == dec["current_default"] else ""
+            lines.append(f"| {dec['strategy']} | `{dec['option']}` | `{value}`{mark} | "
+                         + (f"**{cell}**" if v["value"] == dec["decision"] else cell) + " | "
+                         + ", ".join(f"{x:.4f}" for x in v["validation_one_minus_fidelity"])
+                         + f" | {sum(v['wall_seconds']) / len(v['wall_seconds']):.0f} |")
+        means = sorted(v["mean"] for v in dec["values"])
+        spread = max(v["spread"] for v in dec["values"])
+        gap = means[1] - means[0]
+        close = ("; the means tie, so the default is kept" if gap == 0 else
+                 f"; the means differ by {gap:.4f}, within the seed spread (±{spread:.4f}), "
+                 "so this is a lean, not a settled difference" if gap <= spread else "")
+        name = f"{dec['strategy']} `{dec['option']}`"
+        verdicts.append(f"- {name}: the default `{json.dumps(dec['current_default'])}` stands{close}."
+                        if dec["default_stands"] else
+                        f"- {name}: **the default changes** from `{json.dumps(dec['current_default'])}` to "
+                        f"`{json.dumps(dec['decision'])}`{close}.")
+    return [*lines, "", *verdicts, "", stamp(d, "benchmarks/decide_defaults.py"), ""]
+
+
 # -- the figure -----------------------------------------------------------------------
 
 
@@ -815,7 +855,7 @@ def page() -> tuple[str, int]:
     every = search_runs()
     runs = [d for d in every if reconstruction_of(d) == "none"]
     recon = [d for d in every if reconstruction_of(d) != "none"]
-    parts = [quality_section(runs), front_search_section(), reconstruction_section(recon, runs), causal_lm_section(),
+    parts = [quality_section(runs), defaults_section(), front_search_section(), reconstruction_section(recon, runs), causal_lm_section(),
              oneshot_section(),
              naive_section(), cost_section(), scale_section(), store_section(),
              recovery_section(), structured_section(), export_formats_section(), latency_section(),
