@@ -6,10 +6,10 @@
   RUNNING trial with its allocation; ``finish``: metrics as attributes + tell), plus the
   runner's progress update of the job row. Sequential, one process, as one job's
   controller writes. Median of ``--repeats`` runs of ``--trials`` records each.
-- Submit to first trial: a ``prunetune worker`` process (default poll interval, 1 s)
+- Submit to first trial: a ``prunetune runner`` process (default poll interval, 1 s)
   waits on the PostgreSQL database; a digits job is submitted through the HTTP API
   (``prunetune serve``) and the clock stops when the job's first trial is complete in
-  its study. Includes the worker's poll wait, loading the model (the digits MLP is
+  its study. Includes the runner's poll wait, loading the model (the digits MLP is
   trained at load, ~1-3 s) and scores. Median over ``--jobs`` jobs.
 
 Writes ``benchmarks/results/store.json`` and ends with::
@@ -118,8 +118,8 @@ def submit_to_first_trial(url: str, jobs: int, logs: Path) -> dict[str, Any]:
     procs = [
         subprocess.Popen([*cmd, "serve", "--db", url, "--port", str(port)], env=env,
                          stdout=open(logs / "serve.log", "wb"), stderr=subprocess.STDOUT),  # noqa: SIM115
-        subprocess.Popen([*cmd, "worker", "--db", url], env=env,
-                         stdout=open(logs / "worker.log", "wb"), stderr=subprocess.STDOUT),  # noqa: SIM115
+        subprocess.Popen([*cmd, "runner", "--db", url], env=env,
+                         stdout=open(logs / "runner.log", "wb"), stderr=subprocess.STDOUT),  # noqa: SIM115
     ]
     api = f"http://127.0.0.1:{port}"
     storage = open_storage(url)
@@ -130,7 +130,7 @@ def submit_to_first_trial(url: str, jobs: int, logs: Path) -> dict[str, Any]:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        time.sleep(3.0)  # the worker has started and polls
+        time.sleep(3.0)  # the runner has started and polls
         http = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=60)
         waits = []
         for i in range(jobs):

@@ -10,8 +10,8 @@ job.export(point.trial, "pruned/")
 ```
 
 An embedded client talks to the database directly. Its ``wait`` runs a still-queued job
-in this process (claiming it like a runner would), so no worker process is needed; a
-job another runner already holds is waited for.
+in this process (claiming it like a job runner would), so no ``prunetune runner`` process is
+needed; a job another runner already holds is waited for.
 """
 
 from __future__ import annotations
@@ -266,12 +266,12 @@ class _Embedded:
             raise ClientError(str(err), 409, err.field, err.value, err.allowed) from err
 
     def run_here(self, job_id: int, on_progress: Callable[[int, int], None]) -> None:
-        from prunetune.service.worker import Worker
+        from prunetune.service.job_runner import JobRunner
 
-        worker = Worker(self.db, migrate=False)
-        job = worker.store.claim(worker.id, worker.lease_s, job_id=job_id)
+        runner = JobRunner(self.db, migrate=False)
+        job = runner.store.claim(runner.id, runner.lease_s, job_id=job_id)
         if job is not None:
-            worker.run_claimed(job, on_progress=on_progress)
+            runner.run_claimed(job, on_progress=on_progress)
 
     def close(self) -> None:
         pass

@@ -1,7 +1,7 @@
 """The one place a path from a request is turned into a file the service may touch.
 
 ``PRUNETUNE_ROOTS`` (folders separated by ``os.pathsep``; ``prunetune serve --roots`` and
-``prunetune worker --roots`` set it) confines every path a request can carry: the spec's
+``prunetune runner --roots`` set it) confines every path a request can carry: the spec's
 ``model.path``, a file ``task.data``, every ``strategy.options.*_path`` and an export's
 ``out``. :func:`confine` is called when the request is accepted and again where the file
 is opened (the runner, the data readers, the exporter), so a symlink swapped in between

@@ -20,7 +20,7 @@ from browser import rendered_dom, screenshot
 from helpers import digits_spec_dict
 
 from prunetune import Client
-from prunetune.service.worker import Worker
+from prunetune.service.job_runner import JobRunner
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def _attrs(trial: dict) -> dict[str, str]:
 def test_dashboard_shows_named_objectives_attrs_and_the_pareto_front(tmp_path: Path, postgres_url: str) -> None:
     client = Client.embedded(postgres_url)
     job = client.submit(digits_spec_dict(budget={"trials": 8}))
-    assert Worker(postgres_url, migrate=False).run_one(job.id).value == "succeeded"  # type: ignore[union-attr]
+    assert JobRunner(postgres_url, migrate=False).run_one(job.id).value == "succeeded"  # type: ignore[union-attr]
     front = {p.trial for p in job.pareto_front()}
     study_id = optuna.storages.RDBStorage(postgres_url).get_study_id_from_name(job.status().study_name)
 

@@ -17,7 +17,7 @@ from helpers import digits_spec_dict
 from prunetune import Client
 from prunetune.runner import run_job
 from prunetune.service.app import create_app
-from prunetune.service.worker import Worker
+from prunetune.service.job_runner import JobRunner
 from prunetune.spec import SearchSpec
 from prunetune.store.tokens import create_token
 
@@ -65,7 +65,7 @@ def test_report_is_served_by_the_api_from_the_jobs_study(postgres_url: str) -> N
     client = Client.embedded(postgres_url)
     job = client.submit(digits_spec_dict(budget={"trials": 5}))
     queued = client.submit(digits_spec_dict(name="later"))
-    assert Worker(postgres_url, migrate=False).run_one(job.id).value == "succeeded"  # type: ignore[union-attr]
+    assert JobRunner(postgres_url, migrate=False).run_one(job.id).value == "succeeded"  # type: ignore[union-attr]
     token = create_token(postgres_url, owner="local")  # the embedded client submits as "local"
     with TestClient(create_app(postgres_url)) as http:
         resp = http.get(f"/jobs/{job.id}/report", headers={"Authorization": f"Bearer {token}"})

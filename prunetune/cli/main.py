@@ -21,7 +21,7 @@ def _root() -> None:
 
 # The order here is the order `prunetune --help` lists the commands in.
 app.add_typer(local.app)  # run, dashboard
-app.add_typer(service.app)  # serve, worker
+app.add_typer(service.app)  # serve, runner (worker: its old name, hidden)
 app.add_typer(jobs.app)  # submit, status, front, report, cancel, export
 app.add_typer(schedules.app)  # scheduler, schedule, schedules
 app.add_typer(oneshot.app)  # prune, evaluate

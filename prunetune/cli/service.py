@@ -1,5 +1,6 @@
-"""The service's processes: ``prunetune serve`` (the HTTP API) and ``prunetune worker``
-(a job runner). ``prunetune scheduler`` is with the schedule commands."""
+"""The service's processes: ``prunetune serve`` (the HTTP API) and ``prunetune runner``
+(a job runner; ``prunetune worker`` is its former name, kept hidden). ``prunetune scheduler``
+is with the schedule commands."""
 
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def serve(
     uvicorn.run(api, host=host, port=port, log_level="warning")
 
 
-@app.command()
-def worker(
+@app.command("runner")
+def runner(
     db: Db = DEFAULT_DB,
     ray_address: Annotated[str | None, typer.Option(help="run evaluations on this Ray cluster")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray workers per job (default: the spec's)")] = None,
@@ -59,18 +60,23 @@ def worker(
              "they are opened (repeat for several; default: $PRUNETUNE_ROOTS; give the server's)")] = None,
 ) -> None:
     """A job runner: claims queued jobs (or ones whose runner died) and runs them."""
+    from prunetune.service.job_runner import JobRunner
     from prunetune.service.roots import ROOTS_ENV
-    from prunetune.service.worker import Worker
 
     logging.getLogger("prunetune").setLevel(logging.INFO)
     if roots:
         os.environ[ROOTS_ENV] = os.pathsep.join(roots)
     check_db(db)
     try:
-        runner = Worker(db, ray_address=ray_address, workers=workers, lease_s=lease, poll_s=poll)
+        job_runner = JobRunner(db, ray_address=ray_address, workers=workers, lease_s=lease, poll_s=poll)
     except (PrunetuneError, ValueError) as err:
         fail(str(err))
     # SIGTERM: finish the job in hand, then exit (SIGKILL leaves it to the lease).
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    typer.echo(f"worker {runner.id} polling {runner.store.engine.url!r}", err=True)
-    runner.run_forever(max_jobs=max_jobs)
+    signal.signal(signal.SIGTERM, lambda *_: job_runner.stop())
+    typer.echo(f"runner {job_runner.id} polling {job_runner.store.engine.url!r}", err=True)
+    job_runner.run_forever(max_jobs=max_jobs)
+
+
+# The command's name before the job runner was named so (compose files and scripts may
+# still say it); hidden from --help.
+app.command("worker", hidden=True)(runner)

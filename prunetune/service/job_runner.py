@@ -1,4 +1,7 @@
-"""The job runner (``prunetune worker``): claim a job, heartbeat, run it, close it.
+"""The job runner (``prunetune runner``): claim a job, heartbeat, run it, close it.
+
+A job runner is a process that runs whole jobs; the evaluations of one job go out to Ray
+workers (``prunetune.workers``, ``--workers``), which are another thing.
 
 A runner claims the oldest queued job, or a running one whose lease expired because its
 runner died, and runs it with :func:`prunetune.runner.run_job` on the job's own study
@@ -45,15 +48,15 @@ def is_transient(err: BaseException) -> bool:
     return False
 
 
-def default_worker_id() -> str:
+def default_runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Heartbeat:
     """Renews a job's lease in a thread and remembers whether to stop."""
 
-    def __init__(self, store: JobStore, job_id: int, worker: str, lease_s: float) -> None:
-        self.store, self.job_id, self.worker, self.lease_s = store, job_id, worker, lease_s
+    def __init__(self, store: JobStore, job_id: int, runner: str, lease_s: float) -> None:
+        self.store, self.job_id, self.runner, self.lease_s = store, job_id, runner, lease_s
         self.cancelled = False
         self.lost = False
         self._stop = threading.Event()
@@ -69,7 +72,7 @@ class Heartbeat:
 
     def beat(self) -> None:
         try:
-            beat = self.store.heartbeat(self.job_id, self.worker, self.lease_s)
+            beat = self.store.heartbeat(self.job_id, self.runner, self.lease_s)
         except StoreError as err:  # a transient outage: keep trying until the lease says otherwise
             log.warning("heartbeat of job %d failed: %s", self.job_id, err)
             return
@@ -85,7 +88,7 @@ class Heartbeat:
         return self.cancelled or self.lost
 
 
-class Worker:
+class JobRunner:
     """Claims and runs jobs from one database until stopped."""
 
     def __init__(
@@ -96,7 +99,7 @@ class Worker:
         workers: int | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         poll_s: float = 1.0,
-        worker_id: str | None = None,
+        runner_id: str | None = None,
         migrate: bool = True,
         max_attempts: int = 5,
     ) -> None:
@@ -110,7 +113,7 @@ class Worker:
         self.workers = workers
         self.lease_s = lease_s
         self.poll_s = poll_s
-        self.id = worker_id or default_worker_id()
+        self.id = runner_id or default_runner_id()
         # A job whose runners keep dying (out of memory, a segfault) is failed, not retried forever.
         self.max_attempts = max_attempts
         # Database outages (restarts) survived within one job before it is failed.

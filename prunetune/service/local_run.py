@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.search.controller import Progress, SearchOutcome
-from prunetune.service.worker import Heartbeat, default_worker_id
+from prunetune.service.job_runner import Heartbeat, default_runner_id
 from prunetune.spec import SearchSpec
 from prunetune.store.db import upgrade
 from prunetune.store.jobs import DEFAULT_LEASE_S, JobStore
@@ -53,7 +53,7 @@ def run_recorded(
     else:
         info = store.queue_on_study(data, name=spec.name, trials=spec.budget.trials,
                                     study_name=study_name, owner=owner)
-    me = default_worker_id()
+    me = default_runner_id()
     job = store.claim(me, DEFAULT_LEASE_S, job_id=info.id)
     if job is None:  # pragma: no cover - queued a moment ago by us; only a runner racing us
         raise RuntimeError(f"job {info.id} was claimed by a runner of {db} before this process could")

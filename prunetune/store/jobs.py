@@ -230,13 +230,13 @@ class JobStore:
             and_(Job.state == JobState.RUNNING, Job.lease_expires_at < now),
         )
 
-    def claim(self, worker: str, lease_s: float = DEFAULT_LEASE_S, job_id: int | None = None) -> JobInfo | None:
+    def claim(self, runner: str, lease_s: float = DEFAULT_LEASE_S, job_id: int | None = None) -> JobInfo | None:
         """Take the oldest queued job, or a running one whose lease expired (its runner
         died: it will be resumed from its study). ``job_id`` restricts to that job.
         Returns None when there is nothing to claim."""
         now = utcnow()
         lease = now + timedelta(seconds=lease_s)
-        values = {"state": JobState.RUNNING, "lease_owner": worker, "lease_expires_at": lease,
+        values = {"state": JobState.RUNNING, "lease_owner": runner, "lease_expires_at": lease,
                   "heartbeat_at": now, "attempts": Job.attempts + 1}
         with session_scope(self.engine) as s:
             pick = select(Job.id).where(self._claimable(now)).order_by(Job.created_at, Job.id)
@@ -264,35 +264,35 @@ class JobStore:
                 job.started_at = now
             return JobInfo.of(job)
 
-    def heartbeat(self, job_id: int, worker: str, lease_s: float = DEFAULT_LEASE_S) -> Beat:
+    def heartbeat(self, job_id: int, runner: str, lease_s: float = DEFAULT_LEASE_S) -> Beat:
         """Extend the lease; ``held`` is False when another runner owns the job now."""
         now = utcnow()
         with session_scope(self.engine) as s:
             res = s.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.lease_owner == worker, Job.state == JobState.RUNNING)
+                .where(Job.id == job_id, Job.lease_owner == runner, Job.state == JobState.RUNNING)
                 .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_s))
             )
             held = isinstance(res, CursorResult) and res.rowcount == 1
             cancel = bool(s.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
             return Beat(held, cancel)
 
-    def progress(self, job_id: int, worker: str, done: int, total: int,
+    def progress(self, job_id: int, runner: str, done: int, total: int,
                  best: tuple[int, float] | None = None) -> None:
         values: dict[str, Any] = {"trials_done": done, "trials_total": total}
         if best is not None:
             values["best_trial"], values["best_quality"] = best
         with session_scope(self.engine) as s:
-            s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == worker).values(**values))
+            s.execute(update(Job).where(Job.id == job_id, Job.lease_owner == runner).values(**values))
 
-    def finish(self, job_id: int, worker: str, state: JobState, error: str | None = None) -> bool:
+    def finish(self, job_id: int, runner: str, state: JobState, error: str | None = None) -> bool:
         """Close a job this runner holds; False when it no longer held it."""
         if not state.finished:
             raise ValueError(f"state must be one of succeeded/failed/cancelled; got {state.value!r}")
         with session_scope(self.engine) as s:
             res = s.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.lease_owner == worker, Job.state == JobState.RUNNING)
+                .where(Job.id == job_id, Job.lease_owner == runner, Job.state == JobState.RUNNING)
                 .values(state=state, error=error, finished_at=utcnow(), lease_expires_at=None)
             )
             return isinstance(res, CursorResult) and res.rowcount == 1

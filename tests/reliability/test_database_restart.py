@@ -89,7 +89,7 @@ def test_killed_database_connections_mid_job_are_survived(postgres_url: str) -> 
 
     import sqlalchemy as sa
 
-    from prunetune.service.worker import Worker
+    from prunetune.service.job_runner import JobRunner
     from prunetune.store.models import JobState
 
     admin = sa.create_engine(postgres_url.rsplit("/", 1)[0] + "/test", isolation_level="AUTOCOMMIT")
@@ -99,7 +99,7 @@ def test_killed_database_connections_mid_job_are_survived(postgres_url: str) -> 
     job = service.submit(digits_spec_dict(budget={"trials": budget}))
     outcome: dict[str, JobState | None] = {}
     runner = threading.Thread(target=lambda: outcome.setdefault(
-        "state", Worker(postgres_url, workers=0, poll_s=0.2).run_one(job["id"])))
+        "state", JobRunner(postgres_url, workers=0, poll_s=0.2).run_one(job["id"])))
     runner.start()
     kills = 0
     try:

@@ -7,8 +7,8 @@ import pytest
 from helpers import digits_spec_dict
 from reliability.figures import record
 
+from prunetune.service.job_runner import JobRunner
 from prunetune.service.jobs import JobService
-from prunetune.service.worker import Worker
 
 pytestmark = pytest.mark.reliability
 
@@ -29,7 +29,7 @@ def test_failing_evaluations_fail_their_trial_with_the_reason(sqlite_url: str) -
                                   "calibration": 64, "search": 100, "report": 100},
                             report={"baselines": []})
     job = service.submit(spec)
-    assert Worker(sqlite_url, workers=0, poll_s=0.1).run_one(job["id"]).value == "succeeded"
+    assert JobRunner(sqlite_url, workers=0, poll_s=0.1).run_one(job["id"]).value == "succeeded"
     trials = service.trials(job["id"])
     assert [t["trial"] for t in trials] == list(range(budget))
     failed = [t for t in trials if t["state"] == "fail"]

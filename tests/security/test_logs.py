@@ -13,7 +13,7 @@ from reliability.figures import record
 
 from prunetune.errors import PrunetuneError
 from prunetune.service.app import create_app
-from prunetune.service.worker import Worker
+from prunetune.service.job_runner import JobRunner
 from prunetune.store.db import upgrade
 from prunetune.store.tokens import create_token
 
@@ -29,7 +29,7 @@ def test_no_token_or_password_in_logs(postgres_url: str, caplog: pytest.LogCaptu
     with TestClient(create_app(url)) as client:
         auth = {"Authorization": f"Bearer {token}"}
         job = client.post("/jobs", json={"spec": digits_spec_dict(budget={"trials": 2})}, headers=auth).json()
-        Worker(url, workers=0, poll_s=0.1).run_one(job["id"])
+        JobRunner(url, workers=0, poll_s=0.1).run_one(job["id"])
         assert client.get(f"/jobs/{job['id']}", headers=auth).json()["state"] == "succeeded"
         assert client.get("/jobs", headers={"Authorization": f"Bearer {token}x"}).status_code == 401
     unreachable = url.replace("127.0.0.1:5432", "127.0.0.1:1")
@@ -37,7 +37,7 @@ def test_no_token_or_password_in_logs(postgres_url: str, caplog: pytest.LogCaptu
         upgrade(unreachable)
     logging.getLogger("prunetune").error("upgrade failed: %s", err.value)
     with pytest.raises(PrunetuneError) as err2:
-        Worker(unreachable, migrate=False).store.claim("w", 5.0)
+        JobRunner(unreachable, migrate=False).store.claim("w", 5.0)
     logging.getLogger("prunetune").error("claim failed: %s", err2.value)
     out, errs = capfd.readouterr()
     text = caplog.text + out + errs + str(err.value) + str(err2.value)

@@ -14,8 +14,8 @@ from helpers import digits_spec_dict
 from reliability.figures import record
 
 from prunetune.service.app import create_app
+from prunetune.service.job_runner import JobRunner
 from prunetune.service.roots import ROOTS_ENV
-from prunetune.service.worker import Worker
 from prunetune.store.tokens import create_token
 
 
@@ -39,7 +39,7 @@ def test_each_owner_sees_only_its_own_jobs_and_schedules_and_the_admin_sees_all(
         resp = client.post("/jobs", json={"spec": digits_spec_dict(budget={"trials": 2})}, headers=auth[who])
         assert resp.status_code == 201 and resp.json()["owner"] == who
         jobs[who] = resp.json()["id"]
-        Worker(url, poll_s=0.1).run_one(jobs[who])
+        JobRunner(url, poll_s=0.1).run_one(jobs[who])
         resp = client.post("/schedules", json={"spec": digits_spec_dict(), "cron": "0 2 * * *", "name": f"n-{who}"},
                            headers=auth[who])
         assert resp.status_code == 201

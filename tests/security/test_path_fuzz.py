@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from reliability.figures import record
 
 from prunetune.service.app import create_app
+from prunetune.service.job_runner import JobRunner
 from prunetune.service.jobs import JobService
 from prunetune.service.roots import ROOTS_ENV
-from prunetune.service.worker import Worker
 from prunetune.store.tokens import create_token
 
 pytestmark = pytest.mark.reliability  # hundreds of generated requests: the CI reliability set
@@ -74,7 +74,7 @@ def test_fuzzed_path_fields_never_escape_and_never_get_a_5xx(
     monkeypatch.chdir(outside)  # a relative path must never be read against a process's folder
     before_outside = sorted(p.name for p in outside.iterdir())
     job = JobService(sqlite_url).submit(digits_spec_dict(budget={"trials": 2}), owner="local")
-    Worker(sqlite_url, workers=0, poll_s=0.1).run_one(job["id"])
+    JobRunner(sqlite_url, workers=0, poll_s=0.1).run_one(job["id"])
     tried = {"model.path": 0, "task.data": 0, "strategy.options.policy_path": 0, "export.out": 0}
     escaped: list[str] = []
     errors: list[str] = []

@@ -3,7 +3,7 @@ again where the runner opens it; inputs the schema allows never get a 5xx; error
 quote a user's file and cut the values they echo.
 
 The real API (FastAPI, in process) over a real SQLite file, confined to ``tmp/root``;
-symlinks are real ones made by the test; the runner is the real ``Worker``.
+symlinks are real ones made by the test; the runner is the real ``JobRunner``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from helpers import digits_spec_dict
 from reliability.figures import record
 
 from prunetune.service.app import create_app
+from prunetune.service.job_runner import JobRunner
 from prunetune.service.roots import ROOTS_ENV
-from prunetune.service.worker import Worker
 from prunetune.store.db import get_engine
 from prunetune.store.tokens import create_token
 
@@ -61,7 +61,7 @@ def test_relative_task_data_is_read_from_the_roots_not_a_working_folder(
     assert resp.status_code == 201, resp.text
     job = resp.json()
     assert job["spec"]["task"]["data"] == str(root / "data.csv")  # stored resolved against the roots
-    Worker(env["url"], poll_s=0.1).run_one(job["id"])  # the runner too runs in `outside`
+    JobRunner(env["url"], poll_s=0.1).run_one(job["id"])  # the runner too runs in `outside`
     done = client.get(f"/jobs/{job['id']}", headers=auth).json()
     assert done["state"] == "failed" and "task.label_column" in done["error"]
     assert SECRET not in json.dumps(done) and "'a'" not in done["error"]  # no header row in the error
@@ -81,7 +81,7 @@ def test_strategy_path_options_are_confined_and_never_leak_the_file(env: dict[st
     # A file inside the roots that is not a policy: the job fails naming the field, not quoting the file.
     (root / "junk.pt").write_bytes(b"Xjunk that is not a policy")
     job = client.post("/jobs", json={"spec": _policy_spec(str(root / "junk.pt"))}, headers=auth).json()
-    Worker(env["url"], poll_s=0.1).run_one(job["id"])
+    JobRunner(env["url"], poll_s=0.1).run_one(job["id"])
     done = client.get(f"/jobs/{job['id']}", headers=auth).json()
     assert done["state"] == "failed" and "policy_path" in done["error"], done
     assert "'X'" not in done["error"] and "junk that" not in done["error"]
@@ -120,7 +120,7 @@ def test_symlinks_out_of_the_roots_are_refused_at_submit_and_at_open(env: dict[s
                       headers=auth).json()
     (root / "data.csv").unlink()
     (root / "data.csv").symlink_to(outside / "secret.csv")
-    Worker(env["url"], poll_s=0.1).run_one(job["id"])
+    JobRunner(env["url"], poll_s=0.1).run_one(job["id"])
     done = client.get(f"/jobs/{job['id']}", headers=auth).json()
     assert done["state"] == "failed" and "spec.task.data" in done["error"] and ROOTS_ENV in done["error"]
     assert SECRET not in json.dumps(done)

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from reliability.figures import record
 
 from prunetune.service.app import create_app
+from prunetune.service.job_runner import JobRunner
 from prunetune.service.roots import ROOTS_ENV
-from prunetune.service.worker import Worker
 from prunetune.store.tokens import create_token
 
 pytestmark = pytest.mark.reliability  # thousands of generated cases: the CI reliability set
@@ -32,7 +32,7 @@ def test_no_request_the_schema_allows_gets_a_5xx(sqlite_url: str, tmp_path: Path
     from prunetune.service.jobs import JobService
 
     job = JobService(sqlite_url).submit(digits_spec_dict(budget={"trials": 2}))
-    Worker(sqlite_url, workers=0, poll_s=0.1).run_one(job["id"])
+    JobRunner(sqlite_url, workers=0, poll_s=0.1).run_one(job["id"])
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     auth = {"Authorization": f"Bearer {token}"}
     cases: dict[str, int] = {}

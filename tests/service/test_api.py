@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from helpers import digits_spec_dict
 
 from prunetune.service.app import create_app
-from prunetune.service.worker import Worker
+from prunetune.service.job_runner import JobRunner
 from prunetune.store.db import get_engine
 from prunetune.store.tokens import create_token
 
@@ -97,7 +97,7 @@ def test_job_routes_on_a_real_run(api: tuple[TestClient, str, str], tmp_path) ->
     assert job["state"] == "queued" and job["owner"] == "alice" and job["study_name"] == f"job-{job['id']}"
     assert client.get(f"/jobs/{job['id']}/front", headers=auth).json() == []
 
-    assert Worker(url, lease_s=10, migrate=False).run_one(job["id"]) is not None
+    assert JobRunner(url, lease_s=10, migrate=False).run_one(job["id"]) is not None
 
     got = client.get(f"/jobs/{job['id']}", headers=auth).json()
     assert got["state"] == "succeeded" and got["progress"] == {"done": 5, "total": 5}

@@ -19,8 +19,8 @@ from helpers import digits_spec_dict
 from prunetune import Client
 from prunetune.client import ClientError
 from prunetune.service.app import DEFAULT_MAX_BODY, MAX_BODY_ENV, create_app
+from prunetune.service.job_runner import JobRunner
 from prunetune.service.roots import ROOTS_ENV
-from prunetune.service.worker import Worker
 from prunetune.store.db import get_engine
 from prunetune.store.tokens import create_token
 
@@ -115,7 +115,7 @@ def test_export_refuses_a_folder_with_files_unless_overwrite(sqlite_url: str, tm
     with TestClient(create_app(sqlite_url)) as client:
         auth = {"Authorization": f"Bearer {create_token(sqlite_url)}"}
         job = client.post("/jobs", json={"spec": digits_spec_dict(budget={"trials": 2})}, headers=auth).json()["id"]
-        Worker(sqlite_url, poll_s=0.1).run_one(job)
+        JobRunner(sqlite_url, poll_s=0.1).run_one(job)
         trial = client.get(f"/jobs/{job}/front", headers=auth).json()[0]["trial"]
         out = tmp_path / "pruned"
         out.mkdir()

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from prunetune import Client
 from prunetune.client import ClientError
 from prunetune.errors import SpecError
+from prunetune.service.job_runner import JobRunner
 from prunetune.service.scheduler import Scheduler, create_schedule, next_fire
-from prunetune.service.worker import Worker
 from prunetune.spec import SearchSpec
 from prunetune.store.db import session_scope, upgrade
 from prunetune.store.models import Job, ScheduleRun
@@ -156,7 +156,7 @@ def test_warm_started_second_run_is_compared_with_the_first(postgres_url: str) -
     client = Client.embedded(postgres_url)
     client.schedule(digits_spec_dict(budget={"trials": 8}), cron="0 2 * * *", name="nightly")
     scheduler = Scheduler(postgres_url, migrate=False)
-    worker = Worker(postgres_url, migrate=False)
+    worker = JobRunner(postgres_url, migrate=False)
     nights = [datetime(2026, 12, d, 2, 0, 3, tzinfo=UTC) for d in (1, 2)]
     ScheduleStore(postgres_url).set_enabled("nightly", True, nights[0].replace(second=0))
     job_ids = []

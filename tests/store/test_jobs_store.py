@@ -165,13 +165,13 @@ def test_tokens_are_stored_hashed_and_verified(db: str) -> None:
 
 
 def test_a_job_whose_runners_keep_dying_is_failed_not_retried_forever(db: str) -> None:
-    from prunetune.service.worker import Worker
+    from prunetune.service.job_runner import JobRunner
 
     store = JobStore(db)
     (job_id,) = _submit(store)
     for i in range(2):
         assert store.claim(f"dead{i}", lease_s=0.05) is not None
         time.sleep(0.1)
-    assert Worker(db, max_attempts=2, migrate=False).run_one(job_id) is JobState.FAILED
+    assert JobRunner(db, max_attempts=2, migrate=False).run_one(job_id) is JobState.FAILED
     job = store.get(job_id)
     assert job.state is JobState.FAILED and job.attempts == 3 and "gave up after 2 attempts" in (job.error or "")
