@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prunetune.evaluators.sources import LoadedModel
+from prunetune.engine.runner import package_versions
+from prunetune.engine.workbench import Workbench
+from prunetune.evaluators.model import LoadedModel
 from prunetune.evaluators.tasks import Task
-from prunetune.runner import package_versions
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 

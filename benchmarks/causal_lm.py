@@ -42,11 +42,11 @@ import torch
 from _common import ROOT, provenance
 
 from prunetune.api import prune
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.evaluators.data import SPLIT_SEED, text_chunks
 from prunetune.pruning.calibration import Calibration
-from prunetune.runner import run_job
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench, build_workbench
 
 PEER = ROOT / "benchmarks" / "peers" / "llmcompressor"
 PEER_METHODS = ("sparsegpt", "wanda", "wanda-owl")

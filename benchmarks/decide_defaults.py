@@ -39,8 +39,8 @@ from typing import Any
 import search_quality
 from _common import ROOT, provenance
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.search.registry import strategy_class
-from prunetune.workbench import build_workbench
 
 OUT = ROOT / "benchmarks" / "results" / "decide_defaults.json"
 

@@ -38,8 +38,8 @@ import torch
 from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 from torch.nn.utils import prune
 
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench, build_workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 

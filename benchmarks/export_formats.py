@@ -66,7 +66,7 @@ def _folder_bytes(d: Path) -> int:
 def main() -> dict[str, Any]:
     from pydoc_data.topics import topics
 
-    from prunetune.evaluators.sources import load_model, minilm_path
+    from prunetune.engine.sources import load_model, minilm_path
     from prunetune.spec import SearchSpec
 
     original = (Path(minilm_path()) / "model.safetensors").stat().st_size

@@ -29,14 +29,14 @@ import torch
 from _common import ROOT, provenance
 
 # run_job imports these when it needs them: load them now, before the tree can change.
+import prunetune.engine.baselines
 import prunetune.pruning.export  # the evaluator's latency of a structured candidate
-import prunetune.report.baselines
-import prunetune.reporting  # noqa: F401
+import prunetune.report.outputs  # noqa: F401
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import build_workbench
 from prunetune.pareto import non_dominated
-from prunetune.runner import run_job
 from prunetune.search.controller import SearchOutcome
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 OBJECTIVES = {
     "latency": {"quality": "maximize", "latency": "minimize"},

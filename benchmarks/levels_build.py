@@ -21,8 +21,8 @@ import time
 import torch
 from _common import ROOT, provenance
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 
 def main() -> None:

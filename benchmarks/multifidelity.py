@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.pareto import hypervolume
 from prunetune.search.base import Strategy
 from prunetune.search.controller import Controller
@@ -54,7 +55,6 @@ from prunetune.search.registry import STRATEGIES, strategy_class
 from prunetune.search.screening import PromotionRule, ScreenedStrategy
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import TrialRecorder, result_front
-from prunetune.workbench import Workbench, build_workbench
 from prunetune.workers.base import InProcessExecutor
 
 ROOT = Path(__file__).resolve().parents[1]

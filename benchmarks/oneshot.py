@@ -25,10 +25,10 @@ import torch
 from _common import ROOT, provenance
 
 from prunetune.api import prune
-from prunetune.evaluators.sources import load_model
+from prunetune.engine.sources import load_model
+from prunetune.engine.workbench import build_workbench
 from prunetune.pruning.calibration import Calibration
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 METHODS: dict[str, dict[str, Any]] = {
     "wanda": {"criterion": "wanda"},

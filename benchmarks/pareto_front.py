@@ -39,13 +39,13 @@ from typing import Any
 from _common import ROOT, provenance
 
 # run_job imports these when it needs them: load them now, before the tree can change.
-import prunetune.report.baselines
-import prunetune.reporting  # noqa: F401
+import prunetune.engine.baselines
+import prunetune.report.outputs  # noqa: F401
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.pareto import best_at_sizes, hypervolume
-from prunetune.runner import run_job
 from prunetune.search.controller import level_size
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench, build_workbench
 
 HV_REFERENCE = (0.0, 1.0)
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 

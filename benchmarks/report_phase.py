@@ -20,11 +20,11 @@ from pathlib import Path
 from _common import ROOT, provenance
 
 # run_job imports these when it needs them: load them now, before the tree can change.
-import prunetune.report.baselines
-import prunetune.reporting  # noqa: F401
-from prunetune.runner import run_job
+import prunetune.engine.baselines
+import prunetune.report.outputs  # noqa: F401
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import build_workbench
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 
 def main(argv: list[str] | None = None) -> int:

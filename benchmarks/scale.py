@@ -33,12 +33,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prunetune.runner import provenance
+from prunetune.engine.runner import provenance
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.search.controller import Controller, build_strategy
+from prunetune.search.executor import Executor
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import TrialRecorder
-from prunetune.workbench import Workbench, build_workbench
-from prunetune.workers.base import Executor, InProcessExecutor
+from prunetune.workers.base import InProcessExecutor
 from prunetune.workers.ray_pool import RayExecutor
 from prunetune.workers.ray_session import start_ray
 

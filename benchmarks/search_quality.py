@@ -2,7 +2,7 @@
 
 Budget mode (default): each strategy gets the same compute, ``--budget`` evaluations of
 the full search split (a multi-fidelity screen at fraction f counts as f of one), runs
-through ``prunetune.runner.run_job`` (real SQLite study per run), and its best
+through ``prunetune.engine.runner.run_job`` (real SQLite study per run), and its best
 allocation is re-scored on the REPORT split (disjoint from calibration and search).
 Prints per strategy the mean and spread over seeds of ``1 - fidelity`` and retrieval@1,
 writes JSON with provenance to ``benchmarks/results/``, and ends with::
@@ -43,11 +43,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from prunetune.engine.runner import provenance, run_job
+from prunetune.engine.workbench import build_workbench
 from prunetune.pareto import hypervolume
-from prunetune.runner import provenance, run_job
 from prunetune.search.base import TrialResult
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 STRATEGIES = ("uniform", "owl", "random", "evolutionary", "bayesian", "policy-gradient")
 HV_REFERENCE = (0.0, 1.0)  # (fidelity, nonzero parameters / model parameters)

@@ -43,7 +43,7 @@ import optuna
 import sqlalchemy as sa
 from _common import provenance  # benchmarks/_common.py (the script's folder is on sys.path)
 
-from prunetune.runner import package_versions
+from prunetune.engine.runner import package_versions
 from prunetune.search.base import TrialResult, TrialState
 from prunetune.search.strategies.random import RandomSearch
 from prunetune.spaces.space import SearchSpace
@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "store.json")
     args = parser.parse_args()
 
-    from prunetune.workbench import build_workbench
+    from prunetune.engine.workbench import build_workbench
 
     bench = build_workbench(SearchSpec.from_dict(digits_spec(1)))
     space = bench.space

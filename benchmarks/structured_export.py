@@ -50,9 +50,9 @@ from safetensors import safe_open
 from transformers import AutoTokenizer
 
 import prunetune
+from prunetune.engine.sources import load_model
 from prunetune.evaluators.data import text_chunks
 from prunetune.evaluators.registry import build_task
-from prunetune.evaluators.sources import load_model
 from prunetune.evaluators.tasks import text_batches
 from prunetune.pruning.calibration import Calibration
 from prunetune.spec import ModelSpec, TaskSpec

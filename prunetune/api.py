@@ -19,13 +19,14 @@ from prunetune.pruning.calibration import Calibration
 from prunetune.pruning.export import STATE_ATTR, PruneState, export, load_pruned
 from prunetune.pruning.granularity import Granularity, build_pruner, check_pair, parse_granularity
 from prunetune.pruning.importance import get_criterion
+from prunetune.pruning.layers import discover_layers, weight_matrix
 from prunetune.pruning.masks import Groups, Pruner
 from prunetune.pruning.oneshot import prune_in_place
 from prunetune.pruning.reconstruction import SparseGPTConfig
 from prunetune.pruning.scoring import score_layers, score_units
 from prunetune.pruning.structured import StructuredPruner
 from prunetune.pruning.structures import StructureUnit, find_units
-from prunetune.spaces.layers import PrunableLayer, discover_layers, weight_matrix
+from prunetune.spaces.space import PrunableLayer
 
 __all__ = ["LayerReport", "PruneReport", "export", "load_pruned", "prune"]
 

@@ -8,7 +8,10 @@ import enum
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+# The data splits a task scores on (disjoint; REPORT is held out from the search).
+Split = Literal["calibration", "search", "report", "validation"]
 
 
 @dataclass(frozen=True)
@@ -67,4 +70,4 @@ class TrialResult:
         )
 
 
-__all__ = ["Candidate", "TrialResult", "TrialState", "check_fraction"]
+__all__ = ["Candidate", "Split", "TrialResult", "TrialState", "check_fraction"]

@@ -38,7 +38,7 @@ def minilm_spec() -> SearchSpec:
 @pytest.fixture(scope="session")
 def minilm_bench(minilm_spec: SearchSpec):  # type: ignore[no-untyped-def]
     """The real all-MiniLM-L6-v2 with Wanda scores, built once per session."""
-    from prunetune.workbench import build_workbench
+    from prunetune.engine.workbench import build_workbench
 
     return build_workbench(minilm_spec)
 

@@ -8,7 +8,7 @@ from pruning.tiny import small_cnn, tiny_bert, tiny_gpt2, tiny_llama, token_cali
 from torch import nn
 
 import prunetune
-from prunetune.spaces.layers import discover_layers, weight_matrix
+from prunetune.pruning.layers import discover_layers, weight_matrix
 
 
 def _zeros(model: nn.Module) -> dict[str, float]:
@@ -122,7 +122,7 @@ def test_calibration_takes_what_a_tokenizer_returns_a_dataloader_and_tensors() -
     from torch.utils.data import DataLoader
     from transformers import BertModel, BertTokenizerFast
 
-    from prunetune.evaluators.sources import minilm_path
+    from prunetune.engine.sources import minilm_path
 
     tok = BertTokenizerFast.from_pretrained(minilm_path(), local_files_only=True)
     enc = tok([topics[k][:400] for k in sorted(topics)[:8]], return_tensors="pt", padding=True)

@@ -10,8 +10,8 @@ import pytest
 from helpers import digits_spec_dict, minilm_spec_dict
 from pruning.test_workbench_structured import _tiny_bert_directory
 
+from prunetune.engine.runner import run_job
 from prunetune.pruning.export import load_pruned
-from prunetune.runner import run_job
 from prunetune.service.export import export_trial
 from prunetune.spec import SearchSpec
 

@@ -52,7 +52,7 @@ def test_spec_with_a_hub_id_runs_offline_from_the_cache(tmp_path: Path) -> None:
 
 def test_hub_model_loads_in_the_requested_dtype(tmp_path: Path) -> None:
     cache = _cache_with_tiny_bert(tmp_path / "hub-cache")
-    code = ("from prunetune.evaluators.sources import load_model\n"
+    code = ("from prunetune.engine.sources import load_model\n"
             "from prunetune.spec import ModelSpec\n"
             "m = load_model(ModelSpec(hub='acme/tiny-bert', dtype='bf16'))\n"
             "print(m.name, {str(p.dtype) for p in m.model.parameters()}, m.tokenizer is not None)\n")
@@ -64,8 +64,8 @@ def test_hub_model_loads_in_the_requested_dtype(tmp_path: Path) -> None:
 def test_hub_fields_are_checked_and_named() -> None:
     import pytest
 
+    from prunetune.engine.sources import minilm_path
     from prunetune.errors import SpecError
-    from prunetune.evaluators.sources import minilm_path
     from prunetune.spec import SearchSpec
 
     for model, field, words in (

@@ -16,16 +16,16 @@ from helpers import digits_spec_dict
 from optuna.study import StudyDirection
 
 from prunetune import Client
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import build_workbench
 from prunetune.errors import SpecError
 from prunetune.pareto import non_dominated
 from prunetune.report.dashboard import open_dashboard_storage
 from prunetune.report.fronts import load_front
-from prunetune.runner import run_job
 from prunetune.search.controller import SearchOutcome
 from prunetune.service.local_run import run_recorded
 from prunetune.spec import LATENCY_REPEATS, SearchSpec
 from prunetune.store.studies import LATENCY_NAME, SIZE_NAME, TrialRecorder, result_front
-from prunetune.workbench import build_workbench
 
 LATENCY = {"quality": "maximize", "latency": "minimize"}
 THREE = {"quality": "maximize", "size": "minimize", "latency": "minimize"}

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import Workbench
+from prunetune.pruning.layers import weight_matrix
 from prunetune.pruning.masks import Pruner
-from prunetune.runner import run_job
 from prunetune.spaces.budget import project_sparsities
-from prunetune.spaces.layers import weight_matrix
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench
 
 
 def _weights(bench: Workbench) -> dict[str, torch.Tensor]:
@@ -55,7 +55,7 @@ def test_requested_sparsity_is_achieved_exactly(minilm_bench: Workbench) -> None
 
 def test_pruned_weights_are_the_least_important(minilm_bench: Workbench, minilm_spec: SearchSpec) -> None:
     layer = minilm_bench.layers[4]
-    from prunetune.workbench import compute_scores
+    from prunetune.engine.workbench import compute_scores
 
     scores = compute_scores(minilm_bench.loaded, minilm_bench.task, [layer], "wanda")[layer.name]
     k = layer.cols // 2 * layer.rows  # exactly half of each row

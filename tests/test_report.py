@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from helpers import digits_spec_dict
 
 from prunetune import Client
-from prunetune.runner import run_job
+from prunetune.engine.runner import run_job
 from prunetune.service.app import create_app
 from prunetune.service.job_runner import JobRunner
 from prunetune.spec import SearchSpec

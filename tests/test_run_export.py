@@ -18,8 +18,8 @@ import yaml
 from helpers import minilm_spec_dict
 
 import prunetune
+from prunetune.engine.sources import load_model
 from prunetune.evaluators.registry import build_task
-from prunetune.evaluators.sources import load_model
 from prunetune.service.jobs import JobService
 from prunetune.spec import SearchSpec
 
@@ -129,8 +129,8 @@ def test_prune_one_shot_on_minilm_with_a_text_file(tmp_path: Path) -> None:
 
     from transformers import AutoModel, AutoTokenizer
 
+    from prunetune.engine.sources import minilm_path
     from prunetune.evaluators.data import file_chunks
-    from prunetune.evaluators.sources import minilm_path
 
     (tmp_path / "data.txt").write_text("\n\n".join(topics[k] for k in sorted(topics)[:12]))
     proc = _cli(["prune", "minilm", "--sparsity", "0.5", "--criterion", "wanda", "--granularity", "2:4",

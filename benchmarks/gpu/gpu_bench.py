@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from scale import measure  # noqa: E402
 
-from prunetune.evaluators.sources import minilm_path  # noqa: E402
+from prunetune.engine.sources import minilm_path  # noqa: E402
+from prunetune.engine.workbench import Workbench, build_workbench  # noqa: E402
 from prunetune.spec import SearchSpec  # noqa: E402
-from prunetune.workbench import Workbench, build_workbench  # noqa: E402
 from prunetune.workers.ray_pool import RayExecutor  # noqa: E402
 from prunetune.workers.ray_session import start_ray  # noqa: E402
 

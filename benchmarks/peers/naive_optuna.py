@@ -44,10 +44,10 @@ from torch.nn.utils import prune
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/_common.py
 from _common import ROOT, provenance
 
-from prunetune.runner import run_job
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.spaces.budget import project_sparsities
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench, build_workbench
 
 
 def make_spec(args: argparse.Namespace, strategy: str, seed: int) -> SearchSpec:

@@ -71,7 +71,7 @@ def run(
     """Run one search job in this process with live progress."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from prunetune.reporting import front_rows
+    from prunetune.report.outputs import front_rows
     from prunetune.service.local_run import run_recorded
     from prunetune.spec import SearchSpec
 

@@ -63,7 +63,7 @@ def prune(
 ) -> None:
     """Prune one model at one sparsity and export it (with its tokenizer)."""
     import prunetune
-    from prunetune.evaluators.sources import load_model
+    from prunetune.engine.sources import load_model
 
     for name, value, low in (("--samples", samples, 1), ("--batch-size", batch_size, 1),
                              ("--max-length", max_length, 8)):
@@ -94,7 +94,7 @@ def evaluate(
     export: Annotated[Path | None, typer.Option(help="a folder written by prunetune export / prune")] = None,
 ) -> None:
     """Score one allocation or one exported model on the spec's task, REPORT split (JSON)."""
-    from prunetune.evaluators.standalone import score_allocation, score_export
+    from prunetune.engine.standalone import score_allocation, score_export
     from prunetune.spec import SearchSpec
 
     if (allocation is None) == (export is None):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from prunetune.workers.base import Executor, Outcome
+from prunetune.search.executor import Executor, Outcome
 
 # Give up on an executor that returns nothing for this long (a hung worker pool).
 _HUNG_SECONDS = 24 * 3600

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from prunetune.errors import EvaluationError, SpecError
-from prunetune.evaluators.sources import LoadedModel
+from prunetune.evaluators.model import LoadedModel
 from prunetune.evaluators.tasks import SPLITS, Split, Task, check_split
 from prunetune.spec import TaskSpec
 

@@ -29,7 +29,7 @@ from prunetune.errors import SpecError
 from prunetune.evaluators.classification import model_logits
 from prunetune.evaluators.data import SPLIT_SEED, text_chunks, text_rows, validation_size
 from prunetune.evaluators.fidelity import check_fraction, subset_indices
-from prunetune.evaluators.sources import LoadedModel
+from prunetune.evaluators.model import LoadedModel
 from prunetune.evaluators.tasks import SPLITS, Split, Task, check_split
 from prunetune.spec import TaskSpec
 

@@ -21,7 +21,7 @@ from torch import nn
 from prunetune.errors import SpecError
 from prunetune.evaluators.data import SPLIT_SEED, read_records, validation_size
 from prunetune.evaluators.fidelity import check_fraction, subset_indices
-from prunetune.evaluators.sources import LoadedModel
+from prunetune.evaluators.model import LoadedModel
 from prunetune.evaluators.tasks import SPLITS, Split, Task, check_split, kl_to_teacher, text_batches
 from prunetune.spec import TaskSpec
 

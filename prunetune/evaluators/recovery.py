@@ -27,7 +27,7 @@ from torch import nn
 
 from prunetune.errors import EvaluationError, SpecError
 from prunetune.evaluators.tasks import Task
-from prunetune.spaces.layers import PrunableLayer
+from prunetune.spaces.space import PrunableLayer
 from prunetune.spec import RecoverySpec
 
 _BLOCK = re.compile(r"\.(?:layer|layers|h|blocks|block)\.(\d+)\.")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from prunetune.errors import SpecError
 
 if TYPE_CHECKING:
-    from prunetune.evaluators.sources import LoadedModel
+    from prunetune.evaluators.model import LoadedModel
     from prunetune.evaluators.tasks import Task
     from prunetune.spec import TaskSpec
 

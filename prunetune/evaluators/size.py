@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunetune.spaces.layers import PrunableLayer, weight_matrix
+from prunetune.pruning.layers import weight_matrix
+from prunetune.spaces.space import PrunableLayer
 
 
 class SizeMeter:

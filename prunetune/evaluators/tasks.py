@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +21,10 @@ from torch import nn
 from prunetune.errors import SpecError
 from prunetune.evaluators.data import Splits, digest, split_text, text_chunks
 from prunetune.evaluators.fidelity import check_fraction, subset_indices
-from prunetune.evaluators.sources import LoadedModel
+from prunetune.evaluators.model import LoadedModel
+from prunetune.records import Split
 from prunetune.spec import TaskSpec
 
-Split = Literal["calibration", "search", "report", "validation"]
 # Validation is cut after the other three (``task.validation``): for tuning decisions
 # (defaults, options), so that REPORT is read only for published figures.
 SPLITS: tuple[Split, ...] = ("calibration", "search", "report", "validation")

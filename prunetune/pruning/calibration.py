@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunetune.spaces.layers import PrunableLayer
+from prunetune.spaces.space import PrunableLayer
 
 
 @dataclass

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from prunetune.pruning.importance import CRITERIA
+from prunetune.pruning.layers import discover_layers
 from prunetune.pruning.masks import Groups, Pruner, parse_nm
 from prunetune.pruning.structured import StructuredPruner
 from prunetune.pruning.structures import StructureUnit, find_units
-from prunetune.spaces.layers import PrunableLayer, discover_layers
+from prunetune.spaces.space import PrunableLayer
 
 SPEC_GRANULARITIES = ("unstructured", "2:4", "4:8", "heads", "neurons", "heads+neurons", "blocks", "channels")
 FAMILIES = ("unstructured", "N:M", "heads", "neurons", "blocks", "channels")

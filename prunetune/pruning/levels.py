@@ -36,7 +36,7 @@ from prunetune.pruning.cache import save_atomically
 from prunetune.pruning.calibration import InputStats
 from prunetune.pruning.masks import Pruner, parse_nm
 from prunetune.pruning.reconstruction import LayerSolver, SparseGPTConfig
-from prunetune.spaces.layers import PrunableLayer
+from prunetune.spaces.space import PrunableLayer
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ class LevelPruner(Pruner):
         pattern: str | tuple[int, int] | None = None,
         cache_bytes: int = 2 << 30,
     ) -> None:
-        from prunetune.spaces.layers import weight_matrix
+        from prunetune.pruning.layers import weight_matrix
 
         modules = dict(model.named_modules())
         self.layers = list(layers)

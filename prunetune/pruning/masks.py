@@ -13,7 +13,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from prunetune.spaces.layers import PrunableLayer, weight_matrix
+from prunetune.pruning.layers import weight_matrix
+from prunetune.spaces.space import PrunableLayer
 
 Groups = Literal["row", "layer"]
 

@@ -18,10 +18,11 @@ from torch import nn
 
 from prunetune.pruning.calibration import Calibration, collect_input_stats
 from prunetune.pruning.importance import Criterion
+from prunetune.pruning.layers import weight_matrix
 from prunetune.pruning.masks import Groups, Pruner
 from prunetune.pruning.reconstruction import LayerSolver, SparseGPTConfig
 from prunetune.pruning.scoring import score_layers
-from prunetune.spaces.layers import PrunableLayer, weight_matrix
+from prunetune.spaces.space import PrunableLayer
 
 
 def block_groups(layers: Sequence[PrunableLayer]) -> list[list[PrunableLayer]]:

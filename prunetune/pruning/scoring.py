@@ -26,9 +26,10 @@ from prunetune.pruning.importance import (
     WeightStats,
     get_criterion,
 )
+from prunetune.pruning.layers import discover_layers, weight_matrix
 from prunetune.pruning.structured import StructuredPruner
 from prunetune.pruning.structures import StructureUnit
-from prunetune.spaces.layers import PrunableLayer, discover_layers, weight_matrix
+from prunetune.spaces.space import PrunableLayer
 
 
 def _need_calibration(criterion: Criterion, calibration: Calibration | None) -> Calibration:

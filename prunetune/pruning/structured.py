@@ -17,7 +17,7 @@ from torch import nn
 from prunetune.pruning.export import STATE_ATTR, PruneState
 from prunetune.pruning.masks import Pruner
 from prunetune.pruning.structures import StructureUnit, find_units
-from prunetune.spaces.layers import PrunableLayer
+from prunetune.spaces.space import PrunableLayer
 
 
 def structure_counts(sparsities: Sequence[float], units: Sequence[StructureUnit], strict: bool = False) -> list[int]:

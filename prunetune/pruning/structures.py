@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from prunetune.spaces.layers import PrunableLayer, discover_layers
+from prunetune.pruning.layers import discover_layers
+from prunetune.spaces.space import PrunableLayer
 
 STRUCTURE_KINDS = ("heads", "neurons", "blocks", "channels")
 

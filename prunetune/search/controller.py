@@ -16,12 +16,12 @@ from typing import Any
 from prunetune.errors import OptionError, SpecError
 from prunetune.pareto import best_at_sizes, thin
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
+from prunetune.search.executor import Executor, Outcome
 from prunetune.search.registry import strategy_class
 from prunetune.search.screening import ScreenedStrategy
 from prunetune.spaces.space import SearchSpace
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import SIZE_NAME, TrialRecorder
-from prunetune.workers.base import Executor, Outcome
 
 Progress = Callable[[int, int, "TrialResult | None"], None]
 

@@ -24,8 +24,8 @@ def export_trial(spec: SearchSpec, allocation: dict[str, float], out: str | Path
 
     Returns ``{"path", "nbytes", "format"}``.
     """
+    from prunetune.engine.workbench import build_workbench
     from prunetune.pruning.export import export
-    from prunetune.workbench import build_workbench
 
     out = Path(out).expanduser().resolve()
     bench = build_workbench(spec)

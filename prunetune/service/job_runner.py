@@ -4,7 +4,7 @@ A job runner is a process that runs whole jobs; the evaluations of one job go ou
 workers (``prunetune.workers``, ``--workers``), which are another thing.
 
 A runner claims the oldest queued job, or a running one whose lease expired because its
-runner died, and runs it with :func:`prunetune.runner.run_job` on the job's own study
+runner died, and runs it with :func:`prunetune.engine.runner.run_job` on the job's own study
 (``job-<id>``). Resuming is the recorder's and controller's work: completed trials are
 kept and never re-run, trials the dead runner left RUNNING are failed as stale and their
 candidates asked again, and the strategy is restored from the stored trials.
@@ -156,7 +156,7 @@ class JobRunner:
 
     def run_claimed(self, job: JobInfo, on_progress: Callable[[int, int], None] | None = None) -> JobState:
         """Run a job this runner holds; returns the state it was closed with."""
-        from prunetune.runner import run_job
+        from prunetune.engine.runner import run_job
         from prunetune.service.roots import check_paths_at_open
         from prunetune.spec import SearchSpec
 

@@ -37,9 +37,9 @@ def run_recorded(
     A failure closes the job as failed (its error recorded) and is raised again; Ctrl-C
     closes it as cancelled.
     """
-    from prunetune.runner import run_job
+    from prunetune.engine.runner import run_job
+    from prunetune.engine.workbench import build_workbench
     from prunetune.search.controller import build_strategy
-    from prunetune.workbench import build_workbench
 
     # Model, data and strategy options are checked before the database is touched: a
     # spec that cannot run leaves no job behind.

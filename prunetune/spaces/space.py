@@ -8,7 +8,31 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from prunetune.spaces.budget import project_sparsities
-from prunetune.spaces.layers import PrunableLayer
+
+
+@dataclass(frozen=True)
+class PrunableLayer:
+    """One prunable weight matrix.
+
+    Attributes:
+        name: the module's qualified name in the model.
+        rows, cols: the shape of the ``(out, in)`` view of its weight.
+        transposed: True when the stored weight is ``(in, out)`` (HF ``Conv1D``).
+        block: index of the transformer block it belongs to, or -1.
+        kind: role inside a block: q, k, v, qkv, o, gate, up, down, or "other".
+    """
+
+    name: str
+    rows: int
+    cols: int
+    transposed: bool
+    block: int
+    kind: str
+
+    @property
+    def numel(self) -> int:
+        return self.rows * self.cols
+
 
 # The overall sparsities a Pareto-mode front is read at unless ``target.sparsities`` says.
 DEFAULT_FRONT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8)

@@ -30,15 +30,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from prunetune.engine.workbench import Workbench, assemble
 from prunetune.errors import PrunetuneError
 from prunetune.evaluators.tasks import Split, Task
 from prunetune.pruning.levels import LevelDatabase
 from prunetune.pruning.structures import StructureUnit
-from prunetune.spaces.layers import PrunableLayer
-from prunetune.spaces.space import SearchSpace
+from prunetune.search.executor import Executor, Outcome
+from prunetune.spaces.space import PrunableLayer, SearchSpace
 from prunetune.spec import SearchSpec
-from prunetune.workbench import Workbench, assemble
-from prunetune.workers.base import Executor, Outcome, evaluate_outcome
+from prunetune.workers.base import evaluate_outcome
 from prunetune.workers.ray_session import RaySession, import_ray, start_ray
 
 log = logging.getLogger(__name__)

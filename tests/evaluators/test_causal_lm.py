@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunetune.engine.sources import load_hf_directory
+from prunetune.engine.workbench import build_workbench
 from prunetune.errors import SpecError
 from prunetune.evaluators.causal_lm import ByteTokenizer, CausalLMTask, coarse_kl, teacher_topk
-from prunetune.evaluators.sources import load_hf_directory
 from prunetune.spec import SearchSpec, TaskSpec
-from prunetune.workbench import build_workbench
 
 
 def _spec(path: Path, **task: object) -> SearchSpec:

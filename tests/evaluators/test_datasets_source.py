@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunetune.engine.sources import load_hf_directory, minilm_path
 from prunetune.errors import SpecError
 from prunetune.evaluators.causal_lm import CausalLMTask
 from prunetune.evaluators.data import _chunk_text, text_chunks
-from prunetune.evaluators.sources import load_hf_directory, minilm_path
 from prunetune.spec import DatasetSource, SearchSpec, TaskSpec
 
 datasets = pytest.importorskip("datasets")

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from prunetune.api import load_pruned
-from prunetune.runner import run_job
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import build_workbench
 from prunetune.service.export import export_trial
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 
 def _spec(path: Path, reconstruction: str | None, **extra: object) -> SearchSpec:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from helpers import digits_spec_dict, minilm_spec_dict
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.errors import SpecError
 from prunetune.evaluators.recovery import Recovery
 from prunetune.spec import RecoverySpec, SearchSpec
-from prunetune.workbench import build_workbench
 
 DIGITS_TASK = {"kind": "classification", "data": "digits", "calibration": 512, "search": 200, "report": 300}
 

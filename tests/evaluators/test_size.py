@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from prunetune.evaluators.size import SizeMeter, measure_latency
-from prunetune.spaces.layers import discover_layers
+from prunetune.pruning.layers import discover_layers
 
 
 class Two(nn.Module):
@@ -57,8 +57,8 @@ def test_latency_is_a_median_of_repeats() -> None:
 def test_evaluator_reports_size_and_latency() -> None:
     from helpers import digits_spec_dict
 
+    from prunetune.engine.workbench import build_workbench
     from prunetune.spec import SearchSpec
-    from prunetune.workbench import build_workbench
 
     task = {"kind": "classification", "data": "digits", "calibration": 64, "search": 50, "report": 50, "latency_repeats": 3}
     bench = build_workbench(SearchSpec.from_dict(digits_spec_dict(task=task)))

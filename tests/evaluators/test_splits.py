@@ -14,12 +14,12 @@ import pytest
 import torch
 from helpers import digits_spec_dict
 
+from prunetune.engine.sources import load_hf_directory
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.errors import SpecError
 from prunetune.evaluators.causal_lm import CausalLMTask
 from prunetune.evaluators.data import pydoc_chunks, split_text
-from prunetune.evaluators.sources import load_hf_directory
 from prunetune.spec import SearchSpec, TaskSpec
-from prunetune.workbench import Workbench, build_workbench
 
 SPLITS = ("calibration", "search", "report", "validation")
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"

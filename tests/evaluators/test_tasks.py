@@ -15,11 +15,11 @@ import pytest
 import torch
 from helpers import digits_spec_dict
 
+from prunetune.engine.runner import run_job
+from prunetune.engine.sources import load_hf_directory, minilm_path
+from prunetune.engine.workbench import build_workbench
 from prunetune.errors import SpecError
-from prunetune.evaluators.sources import load_hf_directory, minilm_path
-from prunetune.runner import run_job
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 USER_MODULE = textwrap.dedent('''
     import math

@@ -24,7 +24,7 @@ def test_minilm_evaluates_on_one_gpu_actor(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
     import gpu_bench
 
-    from prunetune.workbench import build_workbench
+    from prunetune.engine.workbench import build_workbench
     from prunetune.workers.ray_session import start_ray
 
     args = argparse.Namespace(evals=3, dtype="bf16", llama_layers=1, out=tmp_path / "gpu.json")

@@ -11,8 +11,8 @@ from torch import nn
 
 from prunetune.pruning.calibration import Calibration
 from prunetune.pruning.importance import CRITERIA, get_criterion
+from prunetune.pruning.layers import discover_layers
 from prunetune.pruning.scoring import score_layers
-from prunetune.spaces.layers import discover_layers
 
 PLANTED = [0, 1, 2, 3]  # small weights on large inputs: they matter
 IDLE = [4, 5, 6, 7]  # large weights on near-zero inputs: they do not

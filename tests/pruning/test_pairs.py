@@ -22,7 +22,7 @@ from prunetune.api import prune
 from prunetune.pruning.calibration import Calibration
 from prunetune.pruning.export import STATE_ATTR
 from prunetune.pruning.granularity import SUPPORTED
-from prunetune.spaces.layers import discover_layers, weight_matrix
+from prunetune.pruning.layers import discover_layers, weight_matrix
 
 # family -> (granularity name, model builder, calibration builder)
 SETUPS: dict[str, tuple[str, Callable[[], nn.Module], Callable[[], Calibration]]] = {

@@ -12,6 +12,7 @@ from torch import nn
 
 from prunetune.api import export, load_pruned, prune
 from prunetune.pruning.calibration import collect_input_stats
+from prunetune.pruning.layers import discover_layers, weight_matrix
 from prunetune.pruning.levels import (
     LevelCache,
     LevelPruner,
@@ -23,7 +24,6 @@ from prunetune.pruning.levels import (
 from prunetune.pruning.masks import Pruner
 from prunetune.pruning.reconstruction import LayerSolver, SparseGPTConfig
 from prunetune.pruning.scoring import score_layers
-from prunetune.spaces.layers import discover_layers, weight_matrix
 
 
 def _correlated_inputs(n: int = 800, d: int = 48, seed: int = 0) -> torch.Tensor:

@@ -24,7 +24,7 @@ def corpus() -> list[str]:
 
 
 def _minilm() -> tuple[nn.Module, Any]:
-    from prunetune.evaluators.sources import load_model
+    from prunetune.engine.sources import load_model
     from prunetune.spec import ModelSpec
 
     loaded = load_model(ModelSpec(source="minilm"))

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from helpers import minilm_spec_dict
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.pruning.cache import ScoreCache
 from prunetune.pruning.structured import StructuredPruner
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 
 def test_minilm_heads_and_neurons_from_a_spec(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ def _tiny_bert_directory(path) -> str:  # type: ignore[no-untyped-def]
 
     from transformers import BertConfig, BertModel
 
-    from prunetune.evaluators.sources import minilm_path
+    from prunetune.engine.sources import minilm_path
 
     torch.manual_seed(0)
     model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

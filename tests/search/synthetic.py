@@ -14,8 +14,7 @@ import torch
 
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult, TrialState
 from prunetune.search.strategies.owl_stats import layer_stats
-from prunetune.spaces.layers import PrunableLayer
-from prunetune.spaces.space import SearchSpace
+from prunetune.spaces.space import PrunableLayer, SearchSpace
 
 KINDS = ("q", "k", "v", "o", "up", "down")
 

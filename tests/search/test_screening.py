@@ -11,6 +11,7 @@ import pytest
 from helpers import digits_spec_dict
 from scipy.stats import t as student_t
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.errors import SpecError
 from prunetune.evaluators.fidelity import subset_indices
 from prunetune.search.base import Candidate, TrialResult, TrialState
@@ -19,7 +20,6 @@ from prunetune.search.screening import PromotionRule, ScreenedStrategy
 from prunetune.search.strategies.random import RandomSearch
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import TrialRecorder, result_front
-from prunetune.workbench import build_workbench
 from prunetune.workers.base import InProcessExecutor
 
 

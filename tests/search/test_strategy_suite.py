@@ -10,7 +10,7 @@ import pytest
 from helpers import digits_spec_dict
 from search.synthetic import drive, make_context, make_space
 
-from prunetune.runner import run_job
+from prunetune.engine.runner import run_job
 from prunetune.search.base import Strategy
 from prunetune.search.registry import STRATEGIES, strategy_class
 from prunetune.spaces.space import SearchSpace
@@ -90,7 +90,7 @@ def test_warm_start_is_evaluated_first(name: str) -> None:
 @pytest.fixture(scope="module")
 def digits_bench():  # type: ignore[no-untyped-def]
     """The real digits MLP with Wanda scores, in budget mode at 0.8, built once."""
-    from prunetune.workbench import build_workbench
+    from prunetune.engine.workbench import build_workbench
 
     return build_workbench(SearchSpec.from_dict(digits_spec_dict(target={"sparsity": 0.8})))
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402

@@ -13,8 +13,8 @@ from helpers import digits_spec_dict
 from reliability.figures import record
 
 import prunetune
+from prunetune.engine.sources import load_model, minilm_path
 from prunetune.errors import SpecError
-from prunetune.evaluators.sources import load_model, minilm_path
 from prunetune.spec import ModelSpec, SearchSpec
 
 PACKAGE = Path(prunetune.__file__).parent
@@ -119,7 +119,7 @@ def test_malformed_model_directories_fail_naming_model_path(tmp_path: Path) -> N
 
 
 def test_impossible_budgets_and_unknown_layers_name_the_field() -> None:
-    from prunetune.workbench import build_workbench
+    from prunetune.engine.workbench import build_workbench
 
     with pytest.raises(SpecError) as err:
         SearchSpec.from_dict(digits_spec_dict(target={"sparsity": 0.97}, space={"max": 0.9}))

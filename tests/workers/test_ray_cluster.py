@@ -114,7 +114,7 @@ NODES_OF_TWO_ACTORS = """
 import sys
 from helpers import digits_spec_dict
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
+from prunetune.engine.workbench import build_workbench
 from prunetune.workers.ray_pool import RayExecutor
 bench = build_workbench(SearchSpec.from_dict(digits_spec_dict(resources={"workers": 2})))
 with RayExecutor(bench, workers=2, address=sys.argv[1]) as executor:

@@ -16,11 +16,11 @@ from helpers import digits_spec_dict
 from reliability.figures import record
 from torch import nn
 
+from prunetune.engine.workbench import build_workbench
 from prunetune.evaluators.tasks import Split, Task
 from prunetune.search.controller import Controller, build_strategy
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import TrialRecorder
-from prunetune.workbench import build_workbench
 
 ray = pytest.importorskip("ray")
 from prunetune.workers.ray_pool import RayExecutor  # noqa: E402

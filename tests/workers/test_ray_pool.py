@@ -10,9 +10,9 @@ import optuna
 import pytest
 from helpers import digits_spec_dict
 
-from prunetune.runner import run_job
+from prunetune.engine.runner import run_job
+from prunetune.engine.workbench import build_workbench
 from prunetune.spec import SearchSpec
-from prunetune.workbench import build_workbench
 
 ray = pytest.importorskip("ray")
 

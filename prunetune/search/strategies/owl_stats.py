@@ -18,7 +18,7 @@ from prunetune.spaces.space import SearchSpace
 if TYPE_CHECKING:
     import torch
 
-    from prunetune.spaces.layers import PrunableLayer
+    from prunetune.spaces.space import PrunableLayer
 
 # Score thresholds, relative to a layer's mean score, at which ``LayerStats`` records the
 # fraction of weights above them (log-spaced, so an OWL ``M`` anywhere in 1.5-100 is read

@@ -1,4 +1,4 @@
-"""Discovery of prunable layers.
+"""Discovery of prunable layers in a model, and the weight view each one is pruned in.
 
 A prunable layer is a 2-D weight matrix that we view as ``(out_features, in_features)``:
 ``nn.Linear`` stores it that way; Hugging Face's ``Conv1D`` (GPT-2) stores ``(in, out)``,
@@ -12,10 +12,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from prunetune.spaces.space import PrunableLayer
 
 # Names of modules that are heads or poolers, never pruned unless included explicitly.
 _HEAD_NAMES = re.compile(r"(^|\.)(lm_head|classifier|score|pooler|qa_outputs|head|cls)(\.|$)")
@@ -38,30 +39,6 @@ def _conv1d_type() -> type | None:
     except ImportError:  # transformers is a dependency, but keep discovery usable without it
         return None
     return Conv1D
-
-
-@dataclass(frozen=True)
-class PrunableLayer:
-    """One prunable weight matrix.
-
-    Attributes:
-        name: the module's qualified name in the model.
-        rows, cols: the shape of the ``(out, in)`` view of its weight.
-        transposed: True when the stored weight is ``(in, out)`` (HF ``Conv1D``).
-        block: index of the transformer block it belongs to, or -1.
-        kind: role inside a block: q, k, v, qkv, o, gate, up, down, or "other".
-    """
-
-    name: str
-    rows: int
-    cols: int
-    transposed: bool
-    block: int
-    kind: str
-
-    @property
-    def numel(self) -> int:
-        return self.rows * self.cols
 
 
 def weight_matrix(module: nn.Module, layer: PrunableLayer) -> torch.Tensor:

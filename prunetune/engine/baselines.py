@@ -19,9 +19,9 @@ from prunetune.spaces.space import SearchSpace
 from prunetune.store.studies import BASELINES_KEY, baselines
 
 if TYPE_CHECKING:
+    from prunetune.engine.workbench import Workbench
+    from prunetune.search.executor import Executor
     from prunetune.spec import SearchSpec
-    from prunetune.workbench import Workbench
-    from prunetune.workers.base import Executor
 
 DEFAULT_STRATEGIES = ("uniform", "owl")
 # Evaluation numbers of baselines: far above any trial number, so they never collide.

@@ -6,7 +6,7 @@ import pytest
 import torch
 from pruning.tiny import small_cnn, tiny_bert, tiny_gpt2, tiny_llama
 
-from prunetune.spaces.layers import discover_layers, weight_matrix
+from prunetune.pruning.layers import discover_layers, weight_matrix
 
 
 def test_gpt2_conv1d_is_viewed_as_out_by_in_and_writes_through() -> None:

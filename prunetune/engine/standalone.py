@@ -49,7 +49,7 @@ def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
 def score_allocation(spec: SearchSpec, path: Path) -> dict[str, Any]:
     """REPORT-split metrics of the allocation in ``path`` applied to the spec's model, as a
     search scores a trial (the model is restored afterwards)."""
-    from prunetune.workbench import build_workbench
+    from prunetune.engine.workbench import build_workbench
 
     bench = build_workbench(spec)
     sparsities = read_allocation(path, bench.space.names)
@@ -63,8 +63,8 @@ def score_allocation(spec: SearchSpec, path: Path) -> dict[str, Any]:
 def score_export(spec: SearchSpec, directory: Path) -> dict[str, Any]:
     """REPORT-split metrics of the model exported in ``directory``, against the dense
     model the spec names (a plain module is rebuilt from the spec's model first)."""
+    from prunetune.engine.sources import load_model
     from prunetune.evaluators.registry import build_task
-    from prunetune.evaluators.sources import load_model
     from prunetune.pruning.export import MANIFEST, load_pruned
 
     directory = Path(directory)

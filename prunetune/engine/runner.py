@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.engine.report_split import score_on_report
+from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.search.controller import (
     REPORT_POINTS,
     Controller,
@@ -24,10 +25,10 @@ from prunetune.search.controller import (
     level_table,
     report_selection,
 )
+from prunetune.search.executor import Executor
 from prunetune.spec import SearchSpec
 from prunetune.store.studies import LEVELS_KEY, TrialRecorder, objective_metrics
-from prunetune.workbench import Workbench, build_workbench
-from prunetune.workers.base import Executor, InProcessExecutor
+from prunetune.workers.base import InProcessExecutor
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def run_job(
         for number, o in score_on_report(executor, {r.number: r.candidate.sparsities for r in todo}).items():
             recorder.set_report(number, dict(o.metrics) if o.error is None else {"error": float("nan")})
         phases["report_front"] = time.perf_counter() - t
-        from prunetune.report.baselines import job_baselines
+        from prunetune.engine.baselines import job_baselines
 
         t = time.perf_counter()
         stopped = should_stop is not None and should_stop()
@@ -152,7 +153,7 @@ def run_job(
 
     close_storage(recorder.storage)  # a worker runs many jobs: give the connections back
     if out_dir is not None:
-        from prunetune.reporting import write_outputs
+        from prunetune.report.outputs import write_outputs
 
         write_outputs(outcome, Path(out_dir))
     return outcome

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from prunetune.engine.sources import load_model
 from prunetune.evaluators.evaluator import Evaluator
+from prunetune.evaluators.model import LoadedModel
 from prunetune.evaluators.registry import build_task
-from prunetune.evaluators.sources import LoadedModel, load_model
 from prunetune.evaluators.tasks import Task
 from prunetune.pruning.cache import ScoreCache, cache_key
 from prunetune.pruning.calibration import Calibration, collect_input_stats
 from prunetune.pruning.granularity import build_pruner, parse_granularity, search_entries
+from prunetune.pruning.layers import discover_layers, weight_matrix
 from prunetune.pruning.levels import (
     LevelCache,
     LevelDatabase,
@@ -36,8 +38,7 @@ from prunetune.pruning.structured import resolve_units
 from prunetune.pruning.structures import STRUCTURE_KINDS, StructureUnit
 from prunetune.search.base import SearchContext
 from prunetune.search.strategies.owl_stats import layer_stats
-from prunetune.spaces.layers import PrunableLayer, discover_layers, weight_matrix
-from prunetune.spaces.space import SearchSpace
+from prunetune.spaces.space import PrunableLayer, SearchSpace
 from prunetune.spec import SearchSpec
 
 log = logging.getLogger(__name__)
