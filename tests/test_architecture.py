@@ -121,15 +121,33 @@ def test_import_contracts_hold() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_import_contracts_fail_on_a_wrong_import(tmp_path: Path) -> None:
-    """A copy of the package where pruning imports the store: lint-imports must refuse it."""
+# A wrong import added to a copy of the package, and the arrow lint-imports must name.
+WRONG_IMPORTS = [
+    ("pruning/masks.py", "from prunetune.store import studies", "prunetune.pruning.masks -> prunetune.store.studies"),
+    ("store/studies.py", "from prunetune.search import base", "prunetune.store.studies -> prunetune.search.base"),
+    ("search/controller.py", "from prunetune.engine import workbench",
+     "prunetune.search.controller -> prunetune.engine.workbench"),
+]
+
+
+@pytest.mark.parametrize(("path", "line", "arrow"), WRONG_IMPORTS, ids=[w[0] for w in WRONG_IMPORTS])
+def test_import_contracts_fail_on_a_wrong_import(tmp_path: Path, path: str, line: str, arrow: str) -> None:
+    """A copy of the package with one import against the contracts: lint-imports must
+    refuse it and name the arrow (a forbidden one, and one that runs up the layers)."""
     exe = _lint_imports()
     shutil.copytree(PACKAGE, tmp_path / "prunetune", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    masks = tmp_path / "prunetune" / "pruning" / "masks.py"
-    masks.write_text(masks.read_text(encoding="utf-8") + "\nfrom prunetune.store import studies  # noqa\n")
+    module = tmp_path / "prunetune" / path
+    module.write_text(module.read_text(encoding="utf-8") + f"\n{line}  # noqa\n")
     # The copy, not the installed package, must be the one analysed.
     env = {"PYTHONPATH": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
     done = subprocess.run([exe, "--no-cache"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert done.returncode != 0, done.stdout
-    assert "prunetune.pruning.masks -> prunetune.store.studies" in done.stdout
+    assert arrow in done.stdout
+
+
+def test_the_search_space_imports_no_torch() -> None:
+    """Strategies see the space; spaces/ stays free of torch (layer discovery is in pruning/)."""
+    code = "import sys, prunetune.spaces.space, prunetune.search.strategies.owl_stats; assert 'torch' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
