@@ -44,7 +44,7 @@ from prunetune.store.db import upgrade
 from prunetune.store.tokens import create_token
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"postgres", "ray-head", "ray-worker", "api", "worker", "scheduler", "dashboard"}
+SERVICES = {"postgres", "ray-head", "ray-worker", "api", "runner", "scheduler", "dashboard"}
 
 
 def service_commands(db: str, ray_port: int, api_port: int, dash_port: int, ray_host: str,
@@ -56,7 +56,7 @@ def service_commands(db: str, ray_port: int, api_port: int, dash_port: int, ray_
         "ray-head": ["ray", "start", "--head", f"--port={ray_port}", "--num-cpus=0", "--block"],
         "ray-worker": ["ray", "start", f"--address={address}", "--block"],
         "api": ["prunetune", "serve", "--db", db, "--host", host, "--port", str(api_port)],
-        "worker": ["prunetune", "worker", "--db", db, "--ray-address", address],
+        "runner": ["prunetune", "runner", "--db", db, "--ray-address", address],
         "scheduler": ["prunetune", "scheduler", "--db", db],
         "dashboard": ["prunetune", "dashboard", "--db", db, "--host", host, "--port", str(dash_port)],
     }
@@ -107,9 +107,9 @@ def test_compose_file_matches_the_topology() -> None:
     for name in ("postgres", "ray-head", "api", "dashboard"):
         assert services[name]["healthcheck"]["test"], name
     assert "8000" in " ".join(services["api"]["healthcheck"]["test"])
-    for name in ("api", "worker", "scheduler", "dashboard"):
+    for name in ("api", "runner", "scheduler", "dashboard"):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
-    for name in ("ray-worker", "worker"):
+    for name in ("ray-worker", "runner"):
         assert services[name]["depends_on"]["ray-head"]["condition"] == "service_healthy", name
     (gpu,) = services["ray-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"] and gpu["count"] == 1
@@ -269,7 +269,7 @@ def test_the_deployment_as_processes_on_loopback(topology: Topology, postgres_ur
     # The work happens on the second node, as on the compose file's ray-worker.
     topology.start("ray-worker", [*cmds["ray-worker"], ray_dir, "--num-cpus=2", *_ray_node_ports("worker")])
     topology.start("api", cmds["api"])
-    topology.start("worker", [*cmds["worker"], "--poll", "0.5"])
+    topology.start("runner", [*cmds["runner"], "--poll", "0.5"])
     for k in (1, 2):
         topology.start(f"scheduler{k}", [*cmds["scheduler"], "--poll", "1"])
     topology.start("dashboard", cmds["dashboard"])
@@ -292,7 +292,7 @@ def test_the_deployment_as_processes_on_loopback(topology: Topology, postgres_ur
     assert 0 <= delay1 < 60, delay1  # fired within its minute
     job1 = client.job(run1["job_id"])
     status1 = _poll(lambda: (s := job1.status()).finished and s, topology)
-    assert status1.state == "succeeded", (status1.error, topology.log("worker")[-3000:])
+    assert status1.state == "succeeded", (status1.error, topology.log("runner")[-3000:])
     front1 = job1.pareto_front()
     assert front1 and all(p.report.get("accuracy") is not None for p in front1)
 
