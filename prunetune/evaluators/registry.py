@@ -6,10 +6,10 @@ one module and one line here.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from prunetune.errors import SpecError
+from prunetune.lazy import load_entry
 
 if TYPE_CHECKING:
     from prunetune.evaluators.model import LoadedModel
@@ -27,12 +27,9 @@ TASKS: dict[str, str] = {
 
 def task_class(kind: str) -> type[Task]:
     """The task class registered under ``kind``; raises SpecError naming the choices."""
-    try:
-        target = TASKS[kind]
-    except KeyError:
-        raise SpecError("task.kind", kind, f"allowed: {', '.join(TASKS)}") from None
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    if kind not in TASKS:
+        raise SpecError("task.kind", kind, f"allowed: {', '.join(TASKS)}")
+    return load_entry(TASKS, kind)  # type: ignore[no-any-return]
 
 
 def build_task(loaded: LoadedModel, spec: TaskSpec) -> Task:

@@ -5,8 +5,9 @@ Kept free of heavy imports so that spec validation does not import torch or DEAP
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from prunetune.lazy import load_entry
 
 if TYPE_CHECKING:
     from prunetune.search.base import Strategy
@@ -24,11 +25,6 @@ STRATEGIES: dict[str, str] = {
 
 def strategy_class(name: str) -> type[Strategy]:
     """Return the strategy class registered under ``name``; raises ``KeyError`` naming the choices."""
-    try:
-        target = STRATEGIES[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown strategy {name!r}; allowed: {', '.join(sorted(STRATEGIES))}"
-        ) from None
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    if name not in STRATEGIES:
+        raise KeyError(f"unknown strategy {name!r}; allowed: {', '.join(sorted(STRATEGIES))}")
+    return load_entry(STRATEGIES, name)  # type: ignore[no-any-return]
