@@ -48,6 +48,11 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
+# The commit the benchmark's code came from: taken when the benchmark starts, since a long
+# run may end after later commits.
+COMMIT_AT_START = git_commit()
+
+
 def provenance(
     config: Mapping[str, Any],
     *,
@@ -77,7 +82,7 @@ def provenance(
         "data_hashes": task.data_hashes() if task is not None else None,
         "seeds": list(seeds),
         "versions": package_versions(),
-        "git_commit": git_commit(),
+        "git_commit": COMMIT_AT_START,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
     }
