@@ -29,7 +29,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         ({"strategy": {"name": "annealing"}}, "strategy.name"),
         ({"target": {"sparsity": 1.5}}, "target.sparsity"),
         ({"model": {"path": "./no-such-model"}, "task": {"kind": "embedding"}}, "model.path"),
-        ({"strategy": {"name": "random", "options": {"spread": 5}}}, "strategy.options"),
+        ({"strategy": {"name": "random", "options": {"spread": 5}}}, "strategy.options.spread"),
         ({"strategy": {"name": "random", "options": {"temperature": 1}}}, "strategy.options"),
     ],
 )
