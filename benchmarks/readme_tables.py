@@ -16,6 +16,7 @@ file. Ends with ``RESULT tables=<n> missing=<n>``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -887,16 +888,13 @@ def page() -> tuple[str, int]:
 
 
 def reliability_lines() -> dict[str, dict[str, Any]]:
-    """The newest line of each test in ``reliability.json`` (JSON lines, appended by
-    ``make reliability-figures``)."""
-    path = RESULTS / "reliability.json"
-    latest: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for raw in path.read_text().splitlines():
-            if raw.strip():
-                row = json.loads(raw)
-                latest[row["test"]] = row
-    return latest
+    """The newest line of each test in ``reliability.json``, read by the module that writes
+    it (``tests/reliability/figures.py``)."""
+    spec = importlib.util.spec_from_file_location("reliability_figures", ROOT / "tests" / "reliability" / "figures.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.latest()  # type: ignore[no-any-return]
 
 
 def reliability_table() -> str:
