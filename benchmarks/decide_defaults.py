@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 row = search_quality.run_one(args, bench, cfg["strategy"], seed, f"sqlite:///{tmp}/c{i}-{seed}.db")
                 spent += time.perf_counter() - t
+                row.pop("_timeline", None)
                 done += 1
                 rows.append({"config": cfg["name"], **row})
                 print(f"{cfg['name']:48s} seed={seed} 1-fid={row['one_minus_fidelity']:.4f} (validation) "

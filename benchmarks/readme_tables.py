@@ -157,14 +157,28 @@ def wall_seconds(path: str, strategy: str) -> float | None:
     return sum(rows) / len(rows) if rows else None
 
 
+def equal_wall(path: str, strategy: str) -> dict[str, Any] | None:
+    """A screened strategy's figure at the unscreened searches' wall time in one result
+    file (``search_quality.equal_wall_time``): mean, spread and n of its REPORT
+    ``1 - fidelity`` over seeds, and the mean stopping time."""
+    rows = [r["equal_wall"] for r in json.loads((RESULTS / Path(path).name).read_text())["runs"]
+            if r["strategy"] == strategy and r.get("equal_wall")]
+    if not rows:
+        return None
+    vals = [float(r["one_minus_fidelity"]) for r in rows]
+    return {"mean": sum(vals) / len(vals), "spread": (max(vals) - min(vals)) / 2, "n": len(vals),
+            "seconds": sum(float(r["seconds"]) for r in rows) / len(rows)}
+
+
 def wall_table(cells: dict[tuple[Any, ...], dict[str, Any]], rows: list[tuple[Any, Any]]) -> list[str]:
     """Wall time beside the evaluations: equal evaluations are not equal time (screening
     and the strategies' own work differ), so each cell's seconds, and as a multiple of the
-    row's fastest search strategy."""
+    row's fastest search strategy; then each screened search stopped at the others' time."""
     searched = [s for s in STRATEGIES if s not in BASELINES]
     out = ["Wall time of each search (seconds, mean over seeds; the search and the REPORT scoring of its "
            "best), and in brackets as a multiple of the fastest search strategy in the row:", "",
            "| sparsity | evaluations | " + " | ".join(searched) + " |", "|---|---|" + "---|" * len(searched)]
+    equal: list[str] = []
     for level, budget in rows:
         secs = {s: wall_seconds(c["file"], s) for s in searched if (c := cells.get((level, budget, s)))}
         known = [v for v in secs.values() if v]
@@ -173,6 +187,17 @@ def wall_table(cells: dict[tuple[Any, ...], dict[str, Any]], rows: list[tuple[An
         fastest = min(known)
         out.append(f"| {level} | {budget} | " + " | ".join(
             f"{secs[s]:.0f} ({secs[s] / fastest:.2f}x)" if secs.get(s) else "" for s in searched) + " |")
+        for s in searched:
+            c = cells.get((level, budget, s))
+            eq = equal_wall(c["file"], s) if c else None
+            if c and eq:
+                equal.append(f"| {level} | {budget} | {s} | {eq['seconds']:.0f} | {fmt_cell(eq)} | {fmt_cell(c)} |")
+    if equal:
+        out += ["", "At equal wall time: a screened search's best among the results it had by the time the "
+                "unscreened searches of the same seed finished their search (the mean of their search "
+                "seconds), scored on REPORT, beside the same search given its whole budget:", "",
+                "| sparsity | evaluations | strategy | stopped at (s) | at equal wall time | whole budget |",
+                "|---|---|---|---|---|---|", *equal]
     return [*out, ""]
 
 

@@ -87,10 +87,13 @@ def run_one(args: argparse.Namespace, bench: Any, strategy: str, seed: int, db: 
     trials = args.budget * 4 if screened else args.budget
     spec = make_spec(args, strategy, seed, trials, options)
     spent = [0.0]
+    timeline: list[tuple[float, TrialResult]] = []  # (seconds since start, full-fidelity result)
 
     def progress(done: int, total: int, r: TrialResult | None) -> None:
         if r is not None:
             spent[0] += r.candidate.fidelity
+            if r.ok and r.candidate.fidelity == 1.0 and r.quality is not None:
+                timeline.append((time.perf_counter() - start, r))
 
     start = time.perf_counter()
     out = run_job(spec, db=db, bench=bench, on_progress=progress,
@@ -127,8 +130,40 @@ def run_one(args: argparse.Namespace, bench: Any, strategy: str, seed: int, db: 
         "sparsity": bench.space.overall_sparsity(best.candidate.sparsities),
         "allocation": dict(zip(bench.space.names, best.candidate.sparsities, strict=True)),
         "curve": [max(r2.quality for r2 in full[: i + 1]) for i in range(len(full))],  # type: ignore[type-var]
+        "search_seconds": round(timeline[-1][0], 2) if timeline else None,
+        "_timeline": timeline,  # for equal_wall_time(); not written
     })
     return row
+
+
+def equal_wall_time(rows: list[dict[str, Any]], bench: Any, split: str) -> None:
+    """Budget mode: what a screened search had found by the time the unscreened searches
+    of the same seed finished (the mean of their search seconds), scored on ``split``.
+
+    Equal evaluations are not equal time: screening spends extra wall time on partial
+    evaluations. This stops a screened search's clock at the others' time after the fact
+    (its best among the results told by then; proposals never depend on later results)
+    and adds ``equal_wall`` to its row. The extra scoring runs after every search."""
+    for seed in dict.fromkeys(r["seed"] for r in rows):
+        same = [r for r in rows if r["seed"] == seed and r.get("_timeline") is not None]
+        others = [r for r in same if r["strategy"] in ("random", "bayesian", "policy-gradient")
+                  and "screen" not in r["options"] and r.get("search_seconds")]
+        if not others:
+            continue
+        limit = statistics.fmean(r["search_seconds"] for r in others)
+        for r in same:
+            if "screen" not in r["options"]:
+                continue
+            told = [res for t, res in r["_timeline"] if t <= limit]
+            if not told:
+                continue
+            best = max(told, key=lambda res: float(res.quality))  # type: ignore[arg-type]
+            score = (1.0 - r[f"{split}_fidelity"] if best.number == r["best_trial"] else
+                     1.0 - bench.evaluator.evaluate(best.candidate.sparsities, split=split)["fidelity"])
+            r["equal_wall"] = {"seconds": round(limit, 1), "against": [o["strategy"] for o in others],
+                               "trial": best.number, "full_evaluations": len(told),
+                               "search_fidelity": float(best.quality), "one_minus_fidelity": score,  # type: ignore[arg-type]
+                               "allocation": dict(zip(bench.space.names, best.candidate.sparsities, strict=True))}
 
 
 def level_figures(bench: Any) -> dict[str, float] | None:
@@ -206,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{strategy:16s} seed={seed} {shown} trials={row['trials']} cost={row['cost']} "
                       f"{row['wall_seconds']}s", flush=True)
 
+    if not args.pareto:
+        equal_wall_time(rows, bench, args.score_split)
+    for r in rows:
+        r.pop("_timeline", None)
     key = "hypervolume" if args.pareto else "one_minus_fidelity"
     summary = summarise(rows, key)
     try:

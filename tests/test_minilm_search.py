@@ -161,3 +161,31 @@ def test_search_quality_scores_the_validation_split_when_asked(minilm_bench: Wor
         assert row["one_minus_fidelity"] == pytest.approx(1 - on["validation"], abs=1e-5)
         assert row["search_fidelity"] == pytest.approx(on["search"], abs=1e-5)
         assert abs(on["validation"] - on["report"]) > 1e-4 and "report_fidelity" not in row
+
+
+def test_search_quality_stops_a_screened_search_at_the_others_wall_time(  # type: ignore[no-untyped-def]
+        minilm_bench: Workbench, tmp_path) -> None:
+    """The equal-wall-time figure: a screened evolutionary search's best among the results
+    told by the time random finished, scored on the same split as the table."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import search_quality
+
+    args = ["--strategies", "random,evolutionary", "--budget", "3", "--calibration", "16", "--search", "32",
+            "--report", "32", "--max", "0.9", "--threads", "1", "--score-split", "validation", "--out", str(tmp_path)]
+    assert search_quality.main(args) == 0
+    (path,) = tmp_path.glob("search_quality*.json")
+    runs = {r["strategy"]: r for r in json.loads(path.read_text())["runs"]}
+    rnd, evo = runs["random"], runs["evolutionary"]
+    assert "_timeline" not in evo and "equal_wall" not in rnd  # random is not screened
+    eq = evo["equal_wall"]
+    assert eq["seconds"] == pytest.approx(rnd["search_seconds"], abs=0.06) and eq["against"] == ["random"]
+    assert 1 <= eq["full_evaluations"] <= evo["full_evaluations"]
+    alloc = [eq["allocation"][n] for n in minilm_bench.space.names]
+    on = minilm_bench.evaluator.evaluate(alloc, split="validation")["fidelity"]
+    assert eq["one_minus_fidelity"] == pytest.approx(1 - on, abs=1e-5)
+    # by then its best on the search split was at most its final best
+    assert eq["search_fidelity"] <= evo["search_fidelity"] + 1e-9
