@@ -7,9 +7,12 @@ with its reason. A hand-typed measurement fails."""
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import math
 import re
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,19 @@ NOT_MEASUREMENTS = {
     "0.008": "the full range behind the ±0.004 half-range Results shows for evolutionary at 0.7/256",
     "0.011": "best search-split score minus its REPORT score, from search_quality-s0.7-b256-n3 runs",
     "0.1": "grid step of the GPU reconstruction run (a setting)",
+}
+
+# Decimals in the package's docstrings and comments that are not measurements (a benchmark
+# figure belongs in benchmarks/results/, not in a docstring), each with its reason.
+PACKAGE_NOT_MEASUREMENTS = {
+    **NOT_MEASUREMENTS,
+    "0.5": "a sparsity in an example or a screen fraction",
+    "0.6": "a front level (target.sparsities default)",
+    "0.7": "a front level and an example target",
+    "1.0": "full fidelity (a fraction of the split)",
+    "1.5": "an example of a bad value in an error message; OWL's M range",
+    "2.3": "the normal tail beyond two standard errors, in percent (screening's drop rule)",
+    "22.7": "MiniLM's parameter count in millions (a property of the model)",
 }
 
 # Figures outside the generated pages and blocks, and the result file (benchmarks/results/) each is in.
@@ -112,6 +128,23 @@ def unexplained(text: str, sourced: dict[str, str], generated: set[str] | None =
             and not (fig in sourced and fig in held[sourced[fig]])]
 
 
+def prose_decimals(source: str) -> list[tuple[int, str]]:
+    """(line, figure) for every decimal in a Python source's docstrings and comments."""
+    tree = ast.parse(source)
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                doc = first.value.value
+                found += [(first.lineno + doc.count("\n", 0, m.start()), m.group().lstrip("-"))
+                          for m in DECIMAL.finditer(doc)]
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            found += [(tok.start[0], m.group().lstrip("-")) for m in DECIMAL.finditer(tok.string)]
+    return sorted(found)
+
+
 def pages() -> dict[str, str]:
     """README.md and every hand-written page under docs/, by path."""
     found = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -142,3 +175,18 @@ def test_a_hand_typed_figure_is_caught() -> None:
     # A page without a generated block: every decimal is checked, against what is generated elsewhere.
     page = "uniform 0.414 and 0.342\n"
     assert unexplained(page, {}, generated={"0.414"}) == [(1, "0.342")]
+
+
+def test_the_package_quotes_no_measured_figure() -> None:
+    """Docstrings and comments in prunetune/ state settings and facts, never a benchmark's
+    figure (those go stale; the results page is generated)."""
+    unknown = [(p.relative_to(ROOT).as_posix(), line, fig)
+               for p in sorted((ROOT / "prunetune").rglob("*.py"))
+               for line, fig in prose_decimals(p.read_text()) if fig not in PACKAGE_NOT_MEASUREMENTS]
+    assert unknown == [], "decimals in docstrings or comments that no list explains: " + ", ".join(
+        f"{name}:{line}: {fig}" for name, line, fig in unknown)
+
+
+def test_a_figure_in_a_docstring_or_comment_is_found() -> None:
+    source = 'def f():\n    """Reaches 0.342 on REPORT."""\n    x = 0.25  # about 0.29 faster\n'
+    assert prose_decimals(source) == [(2, "0.342"), (3, "0.29")]  # the code's 0.25 is not prose
