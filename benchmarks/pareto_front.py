@@ -24,6 +24,11 @@ and ends with ``RESULT``.
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/pareto_front.py
 --budget 64 --seeds 3 --uniform-from benchmarks/results/search_quality-pareto-b64-...json``
 (``--reuse`` an earlier result to add seeds or the budget-mode searches to it).
+
+Tuning the front search (``--options`` passes evolutionary options, e.g. ``fill``) is
+decided with ``--score-split validation``: fronts, the budget-mode searches and uniform
+are then scored on the validation split, REPORT is read for nothing, and the file is
+``pareto_front_validation-...``, which the README's tables never read.
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ from typing import Any
 from _common import ROOT, provenance
 
 # run_job imports these when it needs them: load them now, before the tree can change.
-import prunetune.engine.baselines
 import prunetune.report.outputs  # noqa: F401
+from prunetune.engine.baselines import baseline_allocations
 from prunetune.engine.runner import run_job
 from prunetune.engine.workbench import Workbench, build_workbench
 from prunetune.pareto import best_at_sizes, hypervolume
@@ -61,12 +66,17 @@ def make_spec(args: argparse.Namespace, model: dict[str, Any], *, seed: int, tri
                 "max_length": 128, "batch_size": 16}
         space = {"criterion": "wanda", "min": 0.0, "max": 0.9, "step": 0.05}
     space["reconstruction"] = args.reconstruction
+    if args.score_split == "validation":
+        task["validation"] = task["search"]
     data: dict[str, Any] = {
         "name": f"pareto-front-{args.model}", "model": model, "task": task, "space": space,
-        "budget": {"trials": trials}, "strategy": {"name": "evolutionary"},
+        "budget": {"trials": trials}, "strategy": {"name": "evolutionary", "options": dict(args.options)},
         "resources": {"workers": 0, "threads": args.threads}, "seed": seed,
     }
-    if target is None:
+    if target is None and args.score_split == "validation":
+        data["target"] = {"sparsities": args.levels}
+        data["report"] = {"points": 1, "baselines": []}  # REPORT is not read: score as little as allowed
+    elif target is None:
         data["target"] = {"sparsities": args.levels}
         # Every front point on REPORT (the hypervolume needs them all); uniform once.
         data["report"] = {"points": 10_000, "baselines": ["uniform"] if baselines else []}
@@ -88,8 +98,9 @@ def pareto_run(args: argparse.Namespace, bench: Workbench, model: dict[str, Any]
     q = out.quality_name
     space = bench.space
     total = space.prunable_params + space.extra_params
-    scored = [r for r in out.front if q in out.reports.get(r.number, {})]
-    points = [(quality_of(out.reports[r.number], q), float(r.size)) for r in scored]  # type: ignore[arg-type]
+    scores = scored_on(args, bench, out.reports, {r.number: r.candidate.sparsities for r in out.front})
+    scored = [r for r in out.front if q in scores.get(r.number, {})]
+    points = [(quality_of(scores[r.number], q), float(r.size)) for r in scored]  # type: ignore[arg-type]
     sizes = [level_size(space, t) for t in args.levels]
     at = best_at_sizes(points, sizes)
     row: dict[str, Any] = {
@@ -99,7 +110,7 @@ def pareto_run(args: argparse.Namespace, bench: Workbench, model: dict[str, Any]
         "levels": {str(t): (None if i is None else points[i][0]) for t, i in zip(args.levels, at, strict=True)},
         "origins": {o: sum(1 for r in out.results if r.candidate.origin == o)
                     for o in sorted({r.candidate.origin for r in out.results})},
-        "front": [{"trial": r.number, "size": r.size, "search": r.quality, "report": out.reports.get(r.number, {}),
+        "front": [{"trial": r.number, "size": r.size, "search": r.quality, args.score_split: scores.get(r.number, {}),
                    "origin": r.candidate.origin} for r in out.front],
         "baselines": out.extra.get("baselines") or {},
     }
@@ -116,9 +127,19 @@ def budget_run(args: argparse.Namespace, model: dict[str, Any], level: float, se
     start = time.perf_counter()
     out = run_job(spec, db=db, bench=bench)
     best = out.front[0]
+    scores = scored_on(args, bench, out.reports, {best.number: best.candidate.sparsities})
     return {"level": level, "seed": seed, "trials": len(out.results),
-            "report": quality_of(out.reports[best.number], out.quality_name),
+            "report": quality_of(scores[best.number], out.quality_name),
             "search": best.quality, "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def scored_on(args: argparse.Namespace, bench: Workbench, reports: dict[int, dict[str, float]],
+              allocations: dict[int, Any]) -> dict[int, dict[str, float]]:
+    """The job's REPORT scores, or with ``--score-split validation`` the allocations
+    re-scored on the validation split (tuning runs never read REPORT)."""
+    if args.score_split == "report":
+        return reports
+    return {n: bench.evaluator.evaluate(a, split="validation") for n, a in allocations.items()}
 
 
 def uniform_sweep(path: Path, total_of: Workbench) -> dict[str, Any]:
@@ -164,7 +185,16 @@ def main(argv: list[str] | None = None) -> int:
                         "Pareto runs (seeds 0, 1, ...) and budget runs are kept, the other seeds run")
     p.add_argument("--steps", type=int, default=600, help="llama: training steps")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--options", type=json.loads, default={},
+                   help='the front search\'s evolutionary options as JSON, e.g. \'{"fill": 0.1}\'')
+    p.add_argument("--score-split", default="report", choices=("report", "validation"),
+                   help="where fronts, budget searches and uniform levels are scored: report for "
+                        "published figures, validation for tuning decisions (file pareto_front_validation-*)")
     args = p.parse_args(argv)
+    if not isinstance(args.options, dict):
+        p.error(f"--options: a JSON object of evolutionary options; got {args.options!r}")
+    if args.score_split == "validation" and args.uniform_from:
+        p.error("--uniform-from: the uniform sweep is scored on REPORT; leave it out with --score-split validation")
     if args.levels is None:
         args.levels = [0.5, 0.6, 0.7, 0.8] if args.model == "minilm" else [0.5, 0.7]
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -180,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         runs, budget_rows = [], []
         if args.reuse:
             earlier = json.loads(args.reuse.read_text())
-            same = ("model", "budget", "levels", "reconstruction")
+            same = ("model", "budget", "levels", "reconstruction", "options", "score_split")
             if any(earlier["args"][k] != vars(args)[k] for k in same):
                 raise SystemExit(f"--reuse {args.reuse}: its {same} differ from these")
             runs = earlier["runs"][:args.seeds]
@@ -198,7 +228,13 @@ def main(argv: list[str] | None = None) -> int:
                     b = budget_run(args, model, level, seed, f"sqlite:///{tmp}/budget-{level}-{seed}.db")
                     budget_rows.append(b)
                     print(f"budget level={level} seed={seed} report={b['report']:.4f}", flush=True)
-        uniform_levels = {str(b["level"]): b["quality"] for b in runs[0]["baselines"].get("uniform", [])}
+        if args.score_split == "validation":
+            spec = make_spec(args, model, seed=0, trials=args.budget)
+            uniform_levels = {str(level): quality_of(bench.evaluator.evaluate(sp, split="validation"),
+                                                     bench.task.quality_name)
+                              for _, level, sp in baseline_allocations(spec, bench, ("uniform",), args.levels)}
+        else:
+            uniform_levels = {str(b["level"]): b["quality"] for b in runs[0]["baselines"].get("uniform", [])}
         uniform = uniform_sweep(args.uniform_from, bench) if args.uniform_from else None
         per_level = {}
         for t in args.levels:
@@ -224,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
             "hv_reference": HV_REFERENCE, "summary": summary, "runs": runs, "budget_runs": budget_rows,
             "provenance": provenance(vars(args), bench=bench, seeds=list(range(args.seeds))),
         }
-    name = f"pareto_front-{args.model}" + (f"-{args.reconstruction}" if args.reconstruction != "none" else "")
+    stem = "pareto_front" if args.score_split == "report" else "pareto_front_validation"
+    name = f"{stem}-{args.model}" + (f"-{args.reconstruction}" if args.reconstruction != "none" else "")
+    if args.options:
+        name += "-" + "-".join(f"{k}{v}" for k, v in sorted(args.options.items())).replace(" ", "")
     path = ROOT / "benchmarks" / "results" / f"{name}-b{args.budget}-n{args.seeds}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {path}")
