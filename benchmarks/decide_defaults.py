@@ -5,14 +5,17 @@ alternative, one option changed at a time, on the project's usual MiniLM task in
 mode (``search_quality.py``'s defaults: sparsity 0.7, 64 evaluations of the search split,
 evolutionary offspring screened on a quarter of it), 3 seeds each. A configuration's
 quality per seed is the validation-split ``1 - fidelity`` of its best allocation (lower
-is better); the decision for an option is the value with the lowest mean over seeds (a
-tie keeps the default). The configurations that leave every option at its default are
+is better); the decision for an option is the value with the lowest mean over seeds when
+it leads the default by more than the seed-to-seed spread (the larger half-range over
+seeds of the two); a smaller lead is a tie, and a tie keeps the default. The configurations that leave every option at its default are
 run once per strategy and stand as the default of each of its options.
 
 The runner still scores each search's best trial on REPORT in its report phase; that
 score stays in the run's temporary database and is read by nothing here.
 
     flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/decide_defaults.py
+
+``--redecide FILE`` applies the rule again to a file's recorded runs (nothing runs).
 
 Writes ``benchmarks/results/decide_defaults.json`` (per option value: per-seed validation
 quality, mean, spread, wall time; the decision and whether the current default stands)
@@ -113,8 +116,14 @@ def config_for(configs: Sequence[dict[str, Any]], contest: Contest, value: Any, 
                 and c["options"][contest.option] == value)
 
 
+RULE = ("the lowest mean over seeds replaces the default only when it leads it by more than the larger "
+        "half-range over seeds of the two; otherwise the default stands")
+
+
 def decide(scores: Mapping[str, Sequence[float]], default: str) -> dict[str, Any]:
-    """The value with the lowest mean ``1 - fidelity`` over seeds; a tie keeps ``default``.
+    """The value with the lowest mean ``1 - fidelity`` over seeds, if it leads the default
+    by more than the seed-to-seed spread (the larger half-range over seeds of the two);
+    otherwise, a tie, the default.
 
     Args:
         scores: option value (as its JSON label) -> per-seed validation ``1 - fidelity``.
@@ -127,15 +136,26 @@ def decide(scores: Mapping[str, Sequence[float]], default: str) -> dict[str, Any
         raise ValueError(f"decide: every value needs scores and the default {default!r} must be one of "
                          f"{sorted(scores)}; got {dict(scores)!r}")
     means = {k: statistics.fmean(v) for k, v in scores.items()}
+    spreads = {k: (max(v) - min(v)) / 2 for k, v in scores.items()}
     best = min(means, key=lambda k: (means[k], k != default))
-    return {"means": means, "decision": best, "default": default, "default_stands": best == default}
+    # A lead inside the seed-to-seed spread is a tie, and a tie keeps the default.
+    margin = means[default] - means[best]
+    if best != default and margin <= max(spreads[best], spreads[default]):
+        best = default
+    return {"means": means, "spreads": spreads, "decision": best, "default": default,
+            "default_stands": best == default, "rule": RULE}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--redecide", type=Path, default=None,
+                   help="decide again from this result file's recorded runs (nothing runs); writes --out")
     own, rest = p.parse_known_args(argv)
+    if own.redecide:
+        write(redecide(own.redecide), Path(own.out))
+        return 0
     # The task, budget and screening are search_quality.py's (its flags pass through).
     args = search_quality.build_parser().parse_args([*rest, "--score-split", "validation"])
     if args.pareto:
@@ -160,6 +180,21 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['wall_seconds']}s; about {spent / done * (total - done) / 60:.0f} min left",
                       flush=True)
 
+    result = {
+        "benchmark": "decide_defaults", "score_split": "validation", "quality": "one_minus_fidelity",
+        "started": started.isoformat(), "args": {**vars(args), "seeds": own.seeds},
+        "provenance": provenance({**vars(args), "seeds": own.seeds, "configs": configs}, bench=bench,
+                                 seeds=list(range(own.seeds))),
+        "dense": bench.task.dense_reference(), "configs": configs,
+        "decisions": decisions_for(configs, rows, defaults), "runs": rows,
+    }
+    write(result, Path(own.out))
+    return 0
+
+
+def decisions_for(configs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+                  defaults: Mapping[tuple[str, str], Any]) -> list[dict[str, Any]]:
+    """Per contested option: each value's per-seed validation scores and :func:`decide`'s verdict."""
     by_config = {cfg["name"]: [r for r in rows if r["config"] == cfg["name"]] for cfg in configs}
     decisions = []
     for c in CONTESTS:
@@ -171,23 +206,29 @@ def main(argv: list[str] | None = None) -> int:
         decisions.append({
             "strategy": c.strategy, "option": c.option, "current_default": default,
             "decision": json.loads(verdict["decision"]), "default_stands": verdict["default_stands"],
+            "rule": verdict["rule"],
             "values": [{"value": v, "config": n, "validation_one_minus_fidelity": scores[label(v)],
-                        "mean": verdict["means"][label(v)],
-                        "spread": (max(scores[label(v)]) - min(scores[label(v)])) / 2,
+                        "mean": verdict["means"][label(v)], "spread": verdict["spreads"][label(v)],
                         "wall_seconds": [r["wall_seconds"] for r in by_config[n]]}
                        for v, n in zip(values, names, strict=True)],
         })
-    result = {
-        "benchmark": "decide_defaults", "score_split": "validation", "quality": "one_minus_fidelity",
-        "started": started.isoformat(), "args": {**vars(args), "seeds": own.seeds},
-        "provenance": provenance({**vars(args), "seeds": own.seeds, "configs": configs}, bench=bench,
-                                 seeds=list(range(own.seeds))),
-        "dense": bench.task.dense_reference(), "configs": configs, "decisions": decisions, "runs": rows,
-    }
-    out = Path(own.out)
+    return decisions
+
+
+def redecide(path: Path) -> dict[str, Any]:
+    """Apply :func:`decide` again to the runs a result file recorded (the defaults they ran
+    against are the file's), without running anything."""
+    result = json.loads(path.read_text())
+    defaults = {(d["strategy"], d["option"]): d["current_default"] for d in result["decisions"]}
+    result["decisions"] = decisions_for(result["configs"], result["runs"], defaults)
+    return result
+
+
+def write(result: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {out}")
+    decisions = result["decisions"]
     for d in decisions:
         cells = ", ".join(f"{label(v['value'])} {v['mean']:.4f} ±{v['spread']:.4f}" for v in d["values"])
         print(f"  {d['strategy']}.{d['option']}: {cells} -> {label(d['decision'])}"
@@ -195,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     print("RESULT " + " ".join(f"{d['strategy']}.{d['option']}={label(d['decision']).replace(' ', '')}"
                                for d in decisions)
           + f" changed={sum(not d['default_stands'] for d in decisions)}")
-    return 0
 
 
 if __name__ == "__main__":

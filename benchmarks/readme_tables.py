@@ -574,8 +574,8 @@ def defaults_section() -> list[str]:
               f"{a['budget']} evaluations (evolutionary screens at {a['screen']}), {a['seeds']} seeds. Each "
               "search's best allocation is scored on the validation split (`task.validation`, disjoint from "
               "calibration, search and REPORT); REPORT plays no part in the decision. Validation "
-              "`1 - fidelity` (lower is better): mean over seeds, ± half the range; the decision (the best "
-              "mean) in bold.", "",
+              "`1 - fidelity` (lower is better): mean over seeds, ± half the range; the decision in bold. "
+              f"Rule: {d['decisions'][0].get('rule', 'the best mean')}.", "",
               "| strategy | option | value | validation 1 - fidelity | per seed | wall s per search |",
               "|---|---|---|---|---|---|"]
     verdicts = []
@@ -591,9 +591,9 @@ def defaults_section() -> list[str]:
         means = sorted(v["mean"] for v in dec["values"])
         spread = max(v["spread"] for v in dec["values"])
         gap = means[1] - means[0]
-        close = ("; the means tie, so the default is kept" if gap == 0 else
-                 f"; the means differ by {gap:.4f}, within the seed spread (±{spread:.4f}), "
-                 "so this is a lean, not a settled difference" if gap <= spread else "")
+        close = ("; the means tie" if gap == 0 else
+                 f"; the best mean leads by {gap:.4f}, within the seed spread (±{spread:.4f}): a tie"
+                 if gap <= spread else f"; the best mean leads by {gap:.4f}, beyond the seed spread (±{spread:.4f})")
         name = f"{dec['strategy']} `{dec['option']}`"
         verdicts.append(f"- {name}: the default `{json.dumps(dec['current_default'])}` stands{close}."
                         if dec["default_stands"] else

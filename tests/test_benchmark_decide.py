@@ -11,18 +11,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import decide_defaults as dd
 
 
-def test_the_best_mean_wins_not_the_best_single_seed() -> None:
-    # The default has the best single seed (0.30) but the worse mean (0.37 against 0.35).
-    verdict = dd.decide({"[1.0]": [0.30, 0.40, 0.41], "[0.5, 1.0, 2.0]": [0.35, 0.35, 0.35]}, "[1.0]")
-    assert verdict["decision"] == "[0.5, 1.0, 2.0]"
-    assert not verdict["default_stands"]
+def test_the_best_mean_wins_when_it_leads_by_more_than_the_seed_spread() -> None:
+    # The default has the best single seed (0.30) but the worse mean (0.37 against 0.33),
+    # and the lead (0.04) is wider than either half-range (0.02 and 0.01).
+    verdict = dd.decide({"[1.0]": [0.30, 0.40, 0.41], "[0.5, 1.0, 2.0]": [0.32, 0.33, 0.34]}, "[1.0]")
     assert verdict["means"]["[1.0]"] == pytest.approx(0.37)
+    assert verdict["spreads"]["[1.0]"] == pytest.approx(0.055)
+    assert verdict["decision"] == "[1.0]" and verdict["default_stands"]  # 0.04 <= 0.055: a tie
+    clear = dd.decide({"[1.0]": [0.36, 0.37, 0.38], "[0.5, 1.0, 2.0]": [0.32, 0.33, 0.34]}, "[1.0]")
+    assert clear["decision"] == "[0.5, 1.0, 2.0]" and not clear["default_stands"]
 
 
-def test_the_default_stands_when_it_has_the_best_mean_or_ties() -> None:
-    assert dd.decide({'"per-block"': [0.36, 0.38], '"block+type"': [0.37, 0.38]}, '"per-block"')["default_stands"]
-    tie = dd.decide({'"block+type"': [0.36, 0.38], '"per-block"': [0.38, 0.36]}, '"per-block"')
-    assert tie["decision"] == '"per-block"' and tie["default_stands"]
+def test_a_lead_inside_the_seed_spread_keeps_the_default() -> None:
+    # 0.3670 against 0.3649: a lead of 0.0021 with half-ranges of 0.00215 and 0.0013.
+    verdict = dd.decide({"[1.0]": [0.3654, 0.3697, 0.3660], "[0.5, 1.0, 2.0]": [0.3662, 0.3636, 0.3650]}, "[1.0]")
+    assert verdict["default_stands"] and verdict["decision"] == "[1.0]"
 
 
 def test_decide_refuses_a_default_without_scores() -> None:
@@ -55,3 +58,20 @@ def test_after_a_default_changes_the_old_default_is_the_alternative() -> None:
     contest = dd.Contest("bayesian", "grouping", ("per-block", "block+type"))
     configs = dd.configurations([contest], {("bayesian", "grouping"): "block+type"})
     assert [c["options"]["grouping"] for c in configs] == ["block+type", "per-block"]
+
+
+def test_redecide_applies_the_rule_to_recorded_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    contest = dd.CONTESTS[2]  # bayesian grouping
+    configs = dd.configurations([contest], {("bayesian", "grouping"): "per-block"})
+    runs = [{"config": configs[0]["name"], "one_minus_fidelity": x, "wall_seconds": 1.0} for x in (0.40, 0.41, 0.42)]
+    runs += [{"config": configs[1]["name"], "one_minus_fidelity": x, "wall_seconds": 1.0} for x in (0.30, 0.31, 0.32)]
+    recorded = {"configs": configs, "runs": runs,
+                "decisions": [{"strategy": "bayesian", "option": "grouping", "current_default": "per-block"}]}
+    path = tmp_path / "decide.json"
+    path.write_text(json.dumps(recorded))
+    monkeypatch.setattr(dd, "CONTESTS", (contest,))
+    (d,) = dd.redecide(path)["decisions"]
+    assert d["decision"] == "block+type" and not d["default_stands"] and d["rule"] == dd.RULE
+    assert [v["mean"] for v in d["values"]] == pytest.approx([0.41, 0.31])
