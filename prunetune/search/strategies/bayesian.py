@@ -33,7 +33,9 @@ SAMPLERS = ("tpe", "gp")
 class BayesianSearch(Strategy):
     """Options:
         sampler: ``tpe`` (default; multi-objective in Pareto mode) or ``gp`` (budget mode).
-        grouping: ``per-block`` (default), ``per-type``, ``block+type``, ``depth``, ``per-layer``.
+        grouping: ``per-block`` (default, decided on the validation split against
+            ``block+type`` by ``benchmarks/decide_defaults.py``), ``per-type``, ``block+type``,
+            ``depth``, ``per-layer``.
         knots: knots of the ``depth`` grouping, default 4.
         radius: largest offset of a group from the target (fraction), default 0.2.
         startup: random trials before the model takes over, default 8.

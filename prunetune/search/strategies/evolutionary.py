@@ -95,7 +95,8 @@ class EvolutionarySearch(Strategy):
         moves: most level switches per mutation (budget mode), default 3.
         step: sparsity moved per switch (fraction of the smaller side), default the grid step.
         step_scales: multiples of ``step`` a switch draws its size from; default (1,),
-            and (0.5, 1, 2) with ``front: nsga2``.
+            and (0.5, 1, 2) with ``front: nsga2`` (budget mode's default is decided on
+            the validation split by ``benchmarks/decide_defaults.py``).
         screen: fraction of the search split to screen offspring on (0 or 1: no screening),
             default 0 (every offspring at full fidelity); e.g. 0.25.
         front: Pareto mode, "levels" (level-switch searches at the front levels, then
@@ -110,7 +111,8 @@ class EvolutionarySearch(Strategy):
         partitions: the groupings a level switch moves weights between, each drawn with
             equal chance: "layer" (one layer to another), "block" (one block's layers to
             another's), "kind" (every layer of one role, e.g. all value projections, to
-            every layer of another); default ["layer", "block"].
+            every layer of another); default ["layer", "block"] (decided on the
+            validation split by ``benchmarks/decide_defaults.py``).
     """
 
     name = "evolutionary"
