@@ -677,7 +677,27 @@ def reproduction_section() -> list[str]:
         lines += ["| figure | recorded | this run | change |", "|---|---|---|---|"]
         lines += [f"| {r['figure']} | {r['reference']:.4g} | {r['candidate']:.4g} | {r['delta']} |" for r in outside]
         lines += ["", "The rows above fall outside that band; the tables in this section show the newer figures."]
-    return [*lines, ""]
+    return [*lines, "", *after_moves_lines()]
+
+
+def after_moves_lines() -> list[str]:
+    """The ``make bench`` run kept apart (``run_all-cpu-after-moves.json``): a run stopped
+    part way on another machine, whose result files were not kept, so it checks the
+    recorded figures without replacing them."""
+    d = load("run_all-cpu-after-moves")
+    rows = (d or {}).get("reproduction") or []
+    if d is None or not rows:
+        return []
+    exact = [r for r in rows if r["kind"] == "exact"]
+    timing = [r for r in rows if r["kind"] == "timing"]
+    steps = ", ".join(str(r["step"]).replace("_", " ") for r in d["steps"])
+    off = ", ".join(f"{r['figure']} {r['delta']}" for r in timing if not r["within"])
+    return [f"After the package's reorganisation, `make bench` ran again ({day(d)}, {where(d)}) and was stopped "
+            f"after {len(d['steps'])} steps ({steps}): {sum(r['within'] for r in exact)} of {len(exact)} quality "
+            f"figures agree to {QUALITY_TOLERANCE:g} ({sum(r['delta'] == '+0' for r in exact)} bit-identical), "
+            f"{sum(r['within'] for r in timing)} of {len(timing)} timing figures within ±{TIMING_NOISE:.0%}"
+            + (f" (outside: {off})" if off else "") + ". Its result files were not kept: the tables here are "
+            "the recorded runs' (`benchmarks/results/run_all-cpu-after-moves.json`).", ""]
 
 
 def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, Any]]) -> list[str]:
