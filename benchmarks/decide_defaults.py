@@ -7,8 +7,9 @@ evolutionary offspring screened on a quarter of it), 3 seeds each. A configurati
 quality per seed is the validation-split ``1 - fidelity`` of its best allocation (lower
 is better); the decision for an option is the value with the lowest mean over seeds when
 it leads the default by more than the seed-to-seed spread (the larger half-range over
-seeds of the two); a smaller lead is a tie, and a tie keeps the default. The configurations that leave every option at its default are
-run once per strategy and stand as the default of each of its options.
+seeds of the two); a smaller lead is a tie, and a tie keeps the default. The
+configurations that leave every option at its default are run once per strategy and
+stand as the default of each of its options.
 
 The runner still scores each search's best trial on REPORT in its report phase; that
 score stays in the run's temporary database and is read by nothing here.

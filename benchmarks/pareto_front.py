@@ -73,13 +73,12 @@ def make_spec(args: argparse.Namespace, model: dict[str, Any], *, seed: int, tri
         "budget": {"trials": trials}, "strategy": {"name": "evolutionary", "options": dict(args.options)},
         "resources": {"workers": 0, "threads": args.threads}, "seed": seed,
     }
-    if target is None and args.score_split == "validation":
+    if target is None:
         data["target"] = {"sparsities": args.levels}
-        data["report"] = {"points": 1, "baselines": []}  # REPORT is not read: score as little as allowed
-    elif target is None:
-        data["target"] = {"sparsities": args.levels}
-        # Every front point on REPORT (the hypervolume needs them all); uniform once.
-        data["report"] = {"points": 10_000, "baselines": ["uniform"] if baselines else []}
+        if args.score_split == "validation":  # REPORT is not read: score as little as allowed
+            data["report"] = {"points": 1, "baselines": []}
+        else:  # every front point on REPORT (the hypervolume needs them all); uniform once
+            data["report"] = {"points": 10_000, "baselines": ["uniform"] if baselines else []}
     else:
         data["target"] = {"sparsity": target}
         data["report"] = {"baselines": []}
@@ -211,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.reuse:
             earlier = json.loads(args.reuse.read_text())
             same = ("model", "budget", "levels", "reconstruction", "options", "score_split")
-            if any(earlier["args"][k] != vars(args)[k] for k in same):
+            # files from before --options and --score-split ran with their defaults
+            ran = {"options": {}, "score_split": "report", **earlier["args"]}
+            if any(ran[k] != vars(args)[k] for k in same):
                 raise SystemExit(f"--reuse {args.reuse}: its {same} differ from these")
             runs = earlier["runs"][:args.seeds]
             budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]

@@ -16,6 +16,7 @@ file. Ends with ``RESULT tables=<n> missing=<n>``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -116,13 +117,18 @@ def fmt_cell(c: dict[str, Any] | None, digits: int = 3) -> str:
     return f"{c['mean']:.{digits}f}{spread} (n={c['n']:.0f})"
 
 
+@functools.cache
+def runs_of(path: str) -> list[dict[str, Any]]:
+    """The ``runs`` of one search-quality result file, read once per process."""
+    return json.loads((RESULTS / Path(path).name).read_text())["runs"]
+
+
 def block_profile(path: str, strategy: str) -> dict[int, float]:
     """Mean layer sparsity per block (the first number in a layer's name) of a strategy's
     best allocations in one result file, averaged over its seeds."""
     import re
 
-    rows = [r for r in json.loads((RESULTS / Path(path).name).read_text())["runs"]
-            if r["strategy"] == strategy and r.get("allocation")]
+    rows = [r for r in runs_of(path) if r["strategy"] == strategy and r.get("allocation")]
     sums: dict[int, list[float]] = {}
     for r in rows:
         for name, v in r["allocation"].items():
@@ -152,8 +158,7 @@ def owl_sentence(level: float, budget: int, owl: dict[str, Any], top: str, best:
 
 def wall_seconds(path: str, strategy: str) -> float | None:
     """Mean wall time of a strategy's runs in one result file (search and its REPORT scoring)."""
-    rows = [r["wall_seconds"] for r in json.loads((RESULTS / Path(path).name).read_text())["runs"]
-            if r["strategy"] == strategy and isinstance(r.get("wall_seconds"), (int, float))]
+    rows = [r["wall_seconds"] for r in runs_of(path) if r["strategy"] == strategy and isinstance(r.get("wall_seconds"), (int, float))]
     return sum(rows) / len(rows) if rows else None
 
 
@@ -161,8 +166,7 @@ def equal_wall(path: str, strategy: str) -> dict[str, Any] | None:
     """A screened strategy's figure at the unscreened searches' wall time in one result
     file (``search_quality.equal_wall_time``): mean, spread and n of its REPORT
     ``1 - fidelity`` over seeds, and the mean stopping time."""
-    rows = [r["equal_wall"] for r in json.loads((RESULTS / Path(path).name).read_text())["runs"]
-            if r["strategy"] == strategy and r.get("equal_wall")]
+    rows = [r["equal_wall"] for r in runs_of(path) if r["strategy"] == strategy and r.get("equal_wall")]
     if not rows:
         return None
     vals = [float(r["one_minus_fidelity"]) for r in rows]
@@ -1060,6 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 naming each generated file that is out of date")
     args = p.parse_args(argv)
+    runs_of.cache_clear()  # run_all.py calls main() again after each step, with new files
     text, missing = page()
     readme = README.read_text()
     outputs = {PAGE: text, README: splice(readme, headline()),

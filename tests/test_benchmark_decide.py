@@ -12,8 +12,9 @@ import decide_defaults as dd
 
 
 def test_the_best_mean_wins_when_it_leads_by_more_than_the_seed_spread() -> None:
-    # The default has the best single seed (0.30) but the worse mean (0.37 against 0.33),
-    # and the lead (0.04) is wider than either half-range (0.02 and 0.01).
+    # The default has the best single seed (0.30) but the worse mean (0.37 against 0.33);
+    # the lead (0.04) is inside the default's half-range (0.055), so it is a tie. With the
+    # default's seeds close together (half-range 0.01) the same lead decides.
     verdict = dd.decide({"[1.0]": [0.30, 0.40, 0.41], "[0.5, 1.0, 2.0]": [0.32, 0.33, 0.34]}, "[1.0]")
     assert verdict["means"]["[1.0]"] == pytest.approx(0.37)
     assert verdict["spreads"]["[1.0]"] == pytest.approx(0.055)
