@@ -51,8 +51,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --set cpu
 
 # What does not fit in bench: 3 seeds, 256 evaluations, Pareto mode (hours on 2 cores).
+# Resumable: a second call runs only the steps not yet finished in run_all-full.json
+# (delete that file to start over).
 bench-full: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py --set full
+	$(BIN)/python benchmarks/run_all.py --set full --resume
 
 # Regenerate docs/results.md and the README's headline table from benchmarks/results/*.json only.
 results: $(STAMP)

@@ -14,7 +14,8 @@ front search (``pareto_front.py``: MiniLM at 64 and 256 evaluations, the causal 
 Each script runs as its own process, holding ``--lock`` (an exclusive ``flock``, default
 ``/tmp/prunetune-heavy.lock``) for its duration so that timing runs get the cores to
 themselves on a shared machine. The README is regenerated after every step, so an
-interrupted run leaves it consistent with the JSON that exists. Writes
+interrupted run leaves it consistent with the JSON that exists, and ``--resume`` continues
+it: the steps already finished are kept (with the provenance of each sitting), the rest run. Writes
 ``benchmarks/results/run_all-<set>.json`` (steps, wall times, RESULT lines) and ends with::
 
     RESULT steps=<n> failed=<n> wall_s=<s>
@@ -69,6 +70,7 @@ FULL: list[tuple[str, list[str]]] = [
     ("report_phase", ["benchmarks/report_phase.py"]),
 ]
 SETS = {"cpu": CPU, "full": FULL}
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 @contextmanager
@@ -111,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", action="store_true",
                    help="take the lock once for the whole set instead of once per step")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate README.md")
+    p.add_argument("--resume", action="store_true",
+                   help="continue benchmarks/results/run_all-<set>.json: keep its finished steps "
+                        "(rc 0) and their reproduction rows, run the others (a set longer than a "
+                        "sitting, e.g. full, is run over several)")
     args = p.parse_args(argv)
+    if args.resume and args.only:
+        p.error("--resume: runs the set's unfinished steps; leave out --only")
     steps = SETS[args.set]
     if args.only:
         wanted = set(args.only.split(","))
@@ -126,21 +134,36 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> int:
     start, started_at = time.perf_counter(), time.time()
-    results = ROOT / "benchmarks" / "results"
+    results = RESULTS
     recorded = reproduce.figures(results)  # what the README showed before this run
-    rows: list[dict[str, object]] = []
-    reproduction: list[dict[str, object]] = []
     out = results / f"run_all-{args.set}{'-partial' if args.only else ''}.json"
+    rows: list[dict[str, object]] = []
+    earlier: dict[str, object] = {}
+    if args.resume and out.exists():
+        earlier = json.loads(out.read_text())
+        rows = [r for r in earlier["steps"] if r["rc"] == 0]  # type: ignore[union-attr]
+        done = {r["step"] for r in rows}
+        steps = [s for s in steps if s[0] not in done]
+        print(f"--resume: {len(done)} steps finished in {out.name}; running {[n for n, _ in steps]}", flush=True)
+    kept = {r["figure"]: r for r in earlier.get("reproduction", [])}  # type: ignore[attr-defined]
+    order = [n for n, _ in SETS[args.set]]
+    reproduction: list[dict[str, object]] = list(kept.values())
+    sittings = [*earlier.get("sittings", []), provenance(vars(args))]  # type: ignore[list-item]
     for name, cmd in steps:
+        rows = [r for r in rows if r["step"] != name]
         rows.append(run_step(name, cmd, None if args.hold else args.lock or None))
-        # Judge only the figures this run wrote anew against what was recorded before it.
+        rows.sort(key=lambda r: order.index(str(r["step"])))
+        # Judge only the figures this run wrote anew against what was recorded before it
+        # (an earlier sitting's rows stay, unless this one judged the same figure again).
         now = reproduce.figures(results)
         rewritten = {k: v for k, v in now.items() if (results / v[2]).stat().st_mtime >= started_at}
-        reproduction = reproduce.compare(recorded, rewritten)
+        fresh = {str(r["figure"]): r for r in reproduce.compare(recorded, rewritten)}
+        reproduction = sorted({**kept, **fresh}.values(), key=lambda r: str(r["figure"]))
         out.write_text(json.dumps({
             "benchmark": "run_all", "set": args.set, "provenance": provenance(vars(args)),
-            "wall_seconds": round(time.perf_counter() - start, 1), "steps": rows,
-            "reproduction": reproduction,
+            "sittings": sittings,
+            "wall_seconds": round(float(earlier.get("wall_seconds", 0.0)) + time.perf_counter() - start, 1),  # type: ignore[arg-type]
+            "steps": rows, "reproduction": reproduction,
         }, indent=2))
         if not args.no_readme:
             readme_tables.main([])

@@ -1,0 +1,43 @@
+"""benchmarks/run_all.py --resume: a set longer than a sitting is finished over several."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import run_all
+
+
+def step(marker: Path, rc: int) -> list[str]:
+    """A step that appends to ``marker`` (so reruns show) and exits with ``rc``."""
+    return ["-c", f"open({str(marker)!r}, 'a').write('x'); print('RESULT ok=1'); raise SystemExit({rc})"]
+
+
+def test_resume_keeps_finished_steps_and_runs_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    a, b, c = (tmp_path / n for n in "abc")
+    monkeypatch.setattr(run_all, "SETS", {"t": [("a", step(a, 0)), ("b", step(b, 3)), ("c", step(c, 0))]})
+    args = ["--set", "t", "--lock", "", "--no-readme"]
+    assert run_all.main(args) == 1  # b failed; a and c finished
+    first = json.loads((tmp_path / "run_all-t.json").read_text())
+    assert [(r["step"], r["rc"]) for r in first["steps"]] == [("a", 0), ("b", 3), ("c", 0)]
+
+    monkeypatch.setattr(run_all, "SETS", {"t": [("a", step(a, 0)), ("b", step(b, 0)), ("c", step(c, 0))]})
+    assert run_all.main([*args, "--resume"]) == 0
+    done = json.loads((tmp_path / "run_all-t.json").read_text())
+    assert [(r["step"], r["rc"]) for r in done["steps"]] == [("a", 0), ("b", 0), ("c", 0)]
+    assert (a.read_text(), b.read_text(), c.read_text()) == ("x", "xx", "x")  # only b ran again
+    assert len(done["sittings"]) == 2
+    assert done["wall_seconds"] >= first["wall_seconds"]
+
+
+def test_resume_refuses_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit):
+        run_all.main(["--set", "cpu", "--resume", "--only", "eval_cost", "--no-readme"])
+    assert "--resume" in capsys.readouterr().err
