@@ -23,7 +23,9 @@ and ends with ``RESULT``.
 
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/pareto_front.py
 --budget 64 --seeds 3 --uniform-from benchmarks/results/search_quality-pareto-b64-...json``
-(``--reuse`` an earlier result to add seeds or the budget-mode searches to it).
+(``--reuse`` an earlier result to add seeds or the budget-mode searches to it). After each
+finished run the result so far is written beside the file as ``*.partial.json``, which
+``--reuse`` continues from after an interruption; the file itself is written at the end.
 
 Tuning the front search (``--options`` passes evolutionary options, e.g. ``fill``) is
 decided with ``--score-split validation``: fronts, the budget-mode searches and uniform
@@ -110,7 +112,7 @@ def pareto_run(args: argparse.Namespace, bench: Workbench, model: dict[str, Any]
         "origins": {o: sum(1 for r in out.results if r.candidate.origin == o)
                     for o in sorted({r.candidate.origin for r in out.results})},
         "front": [{"trial": r.number, "size": r.size, "search": r.quality, args.score_split: scores.get(r.number, {}),
-                   "origin": r.candidate.origin} for r in out.front],
+                   "origin": r.candidate.origin, "sparsities": list(r.candidate.sparsities)} for r in out.front],
         "baselines": out.extra.get("baselines") or {},
     }
     if q == "fidelity":
@@ -167,6 +169,37 @@ def mean(xs: list[float]) -> float | None:
     return statistics.fmean(xs) if xs else None
 
 
+def summarize(args: argparse.Namespace, bench: Workbench, started: str, runs: list[dict[str, Any]],
+              budget_rows: list[dict[str, Any]], uniform_levels: dict[str, float]) -> dict[str, Any]:
+    """The result file's content: per level the front (mean over the runs so far), the
+    quarter-budget searches and uniform; hypervolume against the uniform sweep."""
+    uniform = uniform_sweep(args.uniform_from, bench) if args.uniform_from else None
+    per_level = {}
+    for t in args.levels:
+        key = str(t)
+        per_level[key] = {
+            "front": mean([r["levels"][key] for r in runs if r["levels"][key] is not None]),
+            "front_runs": [r["levels"][key] for r in runs],
+            "budget_quarter": mean([b["report"] for b in budget_rows if b["level"] == t]),
+            "budget_quarter_runs": [b["report"] for b in budget_rows if b["level"] == t],
+            "uniform": uniform_levels.get(key),
+        }
+    summary: dict[str, Any] = {"levels": per_level}
+    if "hypervolume" in runs[0]:
+        summary["hypervolume"] = mean([r["hypervolume"] for r in runs])
+        summary["hypervolume_runs"] = [r["hypervolume"] for r in runs]
+    if uniform:
+        summary["uniform_sweep"] = uniform
+    summary["search_seconds"] = mean([r["phases"]["search"] for r in runs])
+    summary["report_seconds"] = mean([r["phases"]["report_front"] for r in runs])
+    return {
+        "benchmark": "pareto_front", "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "started": started, "quality": bench.task.quality_name, "dense": bench.task.dense_reference(),
+        "hv_reference": HV_REFERENCE, "summary": summary, "runs": runs, "budget_runs": budget_rows,
+        "provenance": provenance(vars(args), bench=bench, seeds=[r["seed"] for r in runs]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("minilm", "llama"), default="minilm")
@@ -180,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                         "latest:PREFIX for the newest benchmarks/results/PREFIX-*.json")
     p.add_argument("--no-budget", action="store_true", help="skip the budget-mode searches")
     p.add_argument("--reuse", type=Path, default=None,
-                   help="an earlier pareto_front result with the same model, budget and levels: its "
-                        "Pareto runs (seeds 0, 1, ...) and budget runs are kept, the other seeds run")
+                   help="an earlier pareto_front result (or the *.partial.json an interrupted run left) "
+                        "with the same model, budget, levels and options: its Pareto runs (seeds 0, 1, ...) "
+                        "and budget runs are kept, the others run")
     p.add_argument("--steps", type=int, default=600, help="llama: training steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--options", type=json.loads, default={},
@@ -197,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.levels is None:
         args.levels = [0.5, 0.6, 0.7, 0.8] if args.model == "minilm" else [0.5, 0.7]
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stem = "pareto_front" if args.score_split == "report" else "pareto_front_validation"
+    name = f"{stem}-{args.model}" + (f"-{args.reconstruction}" if args.reconstruction != "none" else "")
+    if args.options:
+        name += "-" + "-".join(f"{k}{v}" for k, v in sorted(args.options.items())).replace(" ", "")
+    path = ROOT / "benchmarks" / "results" / f"{name}-b{args.budget}-n{args.seeds}.json"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.model == "minilm":
@@ -216,11 +255,31 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"--reuse {args.reuse}: its {same} differ from these")
             runs = earlier["runs"][:args.seeds]
             budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
+        validation_uniform = None
+        if args.score_split == "validation":
+            spec = make_spec(args, model, seed=0, trials=args.budget)
+            validation_uniform = {str(level): quality_of(bench.evaluator.evaluate(sp, split="validation"),
+                                                         bench.task.quality_name)
+                                  for _, level, sp in baseline_allocations(spec, bench, ("uniform",), args.levels)}
+
+        def write(final: bool) -> dict[str, Any]:
+            """The result so far; written to ``path`` when final, else beside it as
+            ``*.partial.json`` (which ``--reuse`` continues from) after every finished run."""
+            uniform_levels = validation_uniform if validation_uniform is not None else {
+                str(b["level"]): b["quality"] for b in runs[0]["baselines"].get("uniform", [])}
+            result = summarize(args, bench, started, runs, budget_rows, uniform_levels)
+            target = path if final else path.with_suffix(".partial.json")
+            target.write_text(json.dumps(result, indent=2, default=str))
+            if final:
+                path.with_suffix(".partial.json").unlink(missing_ok=True)
+            return result
+
         for seed in range(len(runs), args.seeds):
             row = pareto_run(args, bench, model, seed, f"sqlite:///{tmp}/pareto-{seed}.db")
             runs.append(row)
             print(f"pareto seed={seed} hv={row.get('hypervolume')} levels={row['levels']} "
                   f"front={row['front_points']} phases={row['phases']}", flush=True)
+            write(final=False)
         if not args.no_budget:
             for seed in range(args.seeds):
                 for level in args.levels:
@@ -229,45 +288,11 @@ def main(argv: list[str] | None = None) -> int:
                     b = budget_run(args, model, level, seed, f"sqlite:///{tmp}/budget-{level}-{seed}.db")
                     budget_rows.append(b)
                     print(f"budget level={level} seed={seed} report={b['report']:.4f}", flush=True)
-        if args.score_split == "validation":
-            spec = make_spec(args, model, seed=0, trials=args.budget)
-            uniform_levels = {str(level): quality_of(bench.evaluator.evaluate(sp, split="validation"),
-                                                     bench.task.quality_name)
-                              for _, level, sp in baseline_allocations(spec, bench, ("uniform",), args.levels)}
-        else:
-            uniform_levels = {str(b["level"]): b["quality"] for b in runs[0]["baselines"].get("uniform", [])}
-        uniform = uniform_sweep(args.uniform_from, bench) if args.uniform_from else None
-        per_level = {}
-        for t in args.levels:
-            key = str(t)
-            per_level[key] = {
-                "front": mean([r["levels"][key] for r in runs if r["levels"][key] is not None]),
-                "front_runs": [r["levels"][key] for r in runs],
-                "budget_quarter": mean([b["report"] for b in budget_rows if b["level"] == t]),
-                "budget_quarter_runs": [b["report"] for b in budget_rows if b["level"] == t],
-                "uniform": uniform_levels.get(key),
-            }
-        summary: dict[str, Any] = {"levels": per_level}
-        if "hypervolume" in runs[0]:
-            summary["hypervolume"] = mean([r["hypervolume"] for r in runs])
-            summary["hypervolume_runs"] = [r["hypervolume"] for r in runs]
-        if uniform:
-            summary["uniform_sweep"] = uniform
-        summary["search_seconds"] = mean([r["phases"]["search"] for r in runs])
-        summary["report_seconds"] = mean([r["phases"]["report_front"] for r in runs])
-        result = {
-            "benchmark": "pareto_front", "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "started": started, "quality": bench.task.quality_name, "dense": bench.task.dense_reference(),
-            "hv_reference": HV_REFERENCE, "summary": summary, "runs": runs, "budget_runs": budget_rows,
-            "provenance": provenance(vars(args), bench=bench, seeds=list(range(args.seeds))),
-        }
-    stem = "pareto_front" if args.score_split == "report" else "pareto_front_validation"
-    name = f"{stem}-{args.model}" + (f"-{args.reconstruction}" if args.reconstruction != "none" else "")
-    if args.options:
-        name += "-" + "-".join(f"{k}{v}" for k, v in sorted(args.options.items())).replace(" ", "")
-    path = ROOT / "benchmarks" / "results" / f"{name}-b{args.budget}-n{args.seeds}.json"
-    path.write_text(json.dumps(result, indent=2, default=str))
+                    write(final=False)
+        result = write(final=True)
     print(f"wrote {path}")
+    summary, uniform = result["summary"], result["summary"].get("uniform_sweep")
+    per_level = summary["levels"]
     parts = [f"{t}: front={v['front']} budget/4={v['budget_quarter']} uniform={v['uniform']}"
              for t, v in per_level.items()]
     print("RESULT " + "; ".join(parts) + (f"; hv={summary.get('hypervolume')}" if "hypervolume" in summary else "")

@@ -15,7 +15,8 @@ import readme_tables  # noqa: E402
 
 def test_the_front_search_reads_the_file_with_the_most_seeds(tmp_path: Path) -> None:
     for name in ("pareto_front-minilm-b256-n1", "pareto_front-minilm-b256-n3", "pareto_front-minilm-b64-n3",
-                 "pareto_front-llama-b64-n3", "pareto_front-minilm-sparsegpt-b64-n1"):
+                 "pareto_front-llama-b64-n3", "pareto_front-minilm-sparsegpt-b64-n1",
+                 "pareto_front-minilm-b256-n5.partial"):  # an interrupted run's checkpoint is not read
         (tmp_path / f"{name}.json").write_text("{}")
     assert [p.name for p in readme_tables.front_search_files(tmp_path)] == [
         "pareto_front-llama-b64-n3.json", "pareto_front-minilm-b256-n3.json", "pareto_front-minilm-b64-n3.json",
