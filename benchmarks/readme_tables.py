@@ -685,23 +685,35 @@ def reproduction_section() -> list[str]:
 
 
 def after_moves_lines() -> list[str]:
-    """The ``make bench`` run kept apart (``run_all-cpu-after-moves.json``): a run stopped
-    part way on another machine, whose result files were not kept, so it checks the
-    recorded figures without replacing them."""
-    d = load("run_all-cpu-after-moves")
-    rows = (d or {}).get("reproduction") or []
-    if d is None or not rows:
+    """``make bench`` after the package's reorganisation, kept apart from the table of record:
+    ``run_all-cpu-after-moves*.json``, one file per sitting (a sitting runs some of the
+    set's steps). A sitting's result files were kept when every figure it judged is the
+    one the tables show now; otherwise the recorded runs' files were restored."""
+    import reproduce  # benchmarks/reproduce.py and run_all.py import this module: not at the top
+    import run_all
+
+    sittings = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("run_all-cpu-after-moves*.json"))]
+    sittings = [d for d in sittings if d.get("reproduction")]
+    if not sittings:
         return []
+    now = reproduce.figures(RESULTS)
+    rows = [r for d in sittings for r in d["reproduction"]]
     exact = [r for r in rows if r["kind"] == "exact"]
     timing = [r for r in rows if r["kind"] == "timing"]
-    steps = ", ".join(str(r["step"]).replace("_", " ") for r in d["steps"])
     off = ", ".join(f"{r['figure']} {r['delta']}" for r in timing if not r["within"])
-    return [f"After the package's reorganisation, `make bench` ran again ({day(d)}, {where(d)}) and was stopped "
-            f"after {len(d['steps'])} steps ({steps}): {sum(r['within'] for r in exact)} of {len(exact)} quality "
-            f"figures agree to {QUALITY_TOLERANCE:g} ({sum(r['delta'] == '+0' for r in exact)} bit-identical), "
+    parts = []
+    for d in sittings:
+        steps = ", ".join(str(r["step"]).replace("_", " ") for r in d["steps"])
+        kept = all(r["figure"] in now and now[r["figure"]][0] == r["candidate"] for r in d["reproduction"])
+        parts.append(f"{day(d)}, {where(d)}: {steps}; its result files "
+                     + ("kept" if kept else "not kept, the tables show the recorded runs'"))
+    ran = sum(len(d["steps"]) for d in sittings)
+    return [f"After the package's reorganisation, `make bench` ran again, {ran} of its {len(run_all.CPU)} steps, "
+            f"in {len(sittings)} sitting{'s' if len(sittings) > 1 else ''} ({'; '.join(parts)}): "
+            f"{sum(r['within'] for r in exact)} of {len(exact)} quality figures agree to {QUALITY_TOLERANCE:g} "
+            f"({sum(r['delta'] == '+0' for r in exact)} bit-identical), "
             f"{sum(r['within'] for r in timing)} of {len(timing)} timing figures within ±{TIMING_NOISE:.0%}"
-            + (f" (outside: {off})" if off else "") + ". Its result files were not kept: the tables here are "
-            "the recorded runs' (`benchmarks/results/run_all-cpu-after-moves.json`).", ""]
+            + (f" (outside: {off})" if off else "") + " (`benchmarks/results/run_all-cpu-after-moves*.json`).", ""]
 
 
 def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, Any]]) -> list[str]:
@@ -831,11 +843,14 @@ def oneshot_section() -> list[str]:
 
 def front_search_files(results: Path = RESULTS) -> list[Path]:
     """One ``pareto_front-<model>[-<reconstruction>]-b<budget>-n<seeds>.json`` per setting
-    (model, reconstruction, budget): the one with the most seeds, in name order."""
+    (model, reconstruction, budget): the one with the most seeds, in name order. An
+    interrupted run's ``*.partial.json`` is not a result."""
     import re
 
     chosen: dict[str, tuple[int, Path]] = {}
     for path in sorted(results.glob("pareto_front-*.json")):
+        if path.name.endswith(".partial.json"):
+            continue
         m = re.fullmatch(r"(.+)-n(\d+)", path.stem)
         setting, seeds = (m.group(1), int(m.group(2))) if m else (path.stem, 0)
         if setting not in chosen or seeds > chosen[setting][0]:
