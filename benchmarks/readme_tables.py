@@ -684,36 +684,62 @@ def reproduction_section() -> list[str]:
     return [*lines, "", *after_moves_lines()]
 
 
+def listed(rows: list[dict[str, Any]]) -> str:
+    """Reproduction rows as "figure delta, figure delta"."""
+    return ", ".join(f"{r['figure']} {r['delta']}" for r in rows)
+
+
 def after_moves_lines() -> list[str]:
     """``make bench`` after the package's reorganisation, kept apart from the table of record:
     ``run_all-cpu-after-moves*.json``, one file per sitting (a sitting runs some of the
-    set's steps). A sitting's result files were kept when every figure it judged is the
-    one the tables show now; otherwise the recorded runs' files were restored."""
+    set's steps). Per result file, the tables show the sitting's figures when every figure
+    it judged there is the one read now; otherwise the recorded run's file was restored.
+    ``reproduce-moves-same-machine.json`` holds the code before the moves and after them
+    run on one machine, for the quality figures a sitting found outside."""
     import reproduce  # benchmarks/reproduce.py and run_all.py import this module: not at the top
     import run_all
 
-    sittings = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("run_all-cpu-after-moves*.json"))]
-    sittings = [d for d in sittings if d.get("reproduction")]
+    sittings = [json.loads(p.read_text()) for p in RESULTS.glob("run_all-cpu-after-moves*.json")]
+    sittings = sorted((d for d in sittings if d.get("reproduction")), key=day)
     if not sittings:
         return []
     now = reproduce.figures(RESULTS)
     rows = [r for d in sittings for r in d["reproduction"]]
     exact = [r for r in rows if r["kind"] == "exact"]
     timing = [r for r in rows if r["kind"] == "timing"]
-    off = ", ".join(f"{r['figure']} {r['delta']}" for r in timing if not r["within"])
-    parts = []
+    ran = sum(len(d["steps"]) for d in sittings)
+    lines = [f"After the package's reorganisation, `make bench` ran again: {ran} of its {len(run_all.CPU)} steps "
+             f"in {len(sittings)} sitting{'s' if len(sittings) > 1 else ''} "
+             "(`benchmarks/results/run_all-cpu-after-moves*.json`).", ""]
     for d in sittings:
         steps = ", ".join(str(r["step"]).replace("_", " ") for r in d["steps"])
-        kept = all(r["figure"] in now and now[r["figure"]][0] == r["candidate"] for r in d["reproduction"])
-        parts.append(f"{day(d)}, {where(d)}: {steps}; its result files "
-                     + ("kept" if kept else "not kept, the tables show the recorded runs'"))
-    ran = sum(len(d["steps"]) for d in sittings)
-    return [f"After the package's reorganisation, `make bench` ran again, {ran} of its {len(run_all.CPU)} steps, "
-            f"in {len(sittings)} sitting{'s' if len(sittings) > 1 else ''} ({'; '.join(parts)}): "
-            f"{sum(r['within'] for r in exact)} of {len(exact)} quality figures agree to {QUALITY_TOLERANCE:g} "
-            f"({sum(r['delta'] == '+0' for r in exact)} bit-identical), "
-            f"{sum(r['within'] for r in timing)} of {len(timing)} timing figures within ±{TIMING_NOISE:.0%}"
-            + (f" (outside: {off})" if off else "") + " (`benchmarks/results/run_all-cpu-after-moves*.json`).", ""]
+        files: dict[str, bool] = {}
+        for r in d["reproduction"]:
+            stem = str(r["figure"]).split(":")[0]
+            files[stem] = files.get(stem, True) and r["figure"] in now and now[r["figure"]][0] == r["candidate"]
+        kept = [f for f, k in files.items() if k]
+        restored = [f for f, k in files.items() if not k]
+        lines.append(f"- {day(d)}, {where(d)}: {steps}. The tables show "
+                     + "; ".join(x for x in (f"this sitting's figures for {', '.join(kept)}" if kept else "",
+                                             f"the recorded runs' for {', '.join(restored)}" if restored else "")
+                                 if x) + ".")
+    off_q = [r for r in exact if not r["within"]]
+    lines.append(f"- Quality: {len(exact) - len(off_q)} of {len(exact)} figures agree to {QUALITY_TOLERANCE:g} "
+                 f"({sum(r['delta'] == '+0' for r in exact)} bit-identical)"
+                 + (f"; outside: {listed(off_q)}" if off_q else "") + ".")
+    off_t = [r for r in timing if not r["within"]]
+    lines.append(f"- Timing: {len(timing) - len(off_t)} of {len(timing)} figures within ±{TIMING_NOISE:.0%}"
+                 + (f"; outside: {listed(off_t)}" if off_t else "")
+                 + ". Seconds and rates move with the machine.")
+    same = load("reproduce-moves-same-machine")
+    if off_q and same:
+        commits = sorted({f["git_commit"][:7] for f in same["files"]["reference"].values()})
+        same_rows = same["rows"]
+        lines.append(f"- The quality figures outside differ between machines, not between the code before and "
+                     f"after the moves: run on one machine, the code from before them ({', '.join(commits)}) and "
+                     f"after them give {sum(r['delta'] == '+0' for r in same_rows)} of {len(same_rows)} figures of "
+                     "those files bit-identical (`benchmarks/results/reproduce-moves-same-machine.json`).")
+    return [*lines, ""]
 
 
 def reconstruction_section(recon: list[dict[str, Any]], masks: list[dict[str, Any]]) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import readme_tables
+from _common import provenance
 
 EXACT, TIMING = "exact", "timing"
 EXACT_TOLERANCE = readme_tables.QUALITY_TOLERANCE
@@ -63,14 +64,7 @@ FIGURES: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
         ("postgres trials/s", ("postgres", "median"), TIMING),
         ("submit to first trial s", ("submit_to_first_trial", "median"), TIMING),
     ],
-    "causal_lm.json": [
-        ("dense perplexity", ("dense",), EXACT),
-        ("uniform SparseGPT perplexity at 0.7", ("methods", "0.7", "sparsegpt", "perplexity"), EXACT),
-        ("searched perplexity at 0.7", ("methods", "0.7", "searched", "perplexity"), EXACT),
-    ],
-    "oneshot.json": [
-        ("sequential SparseGPT 1 - fidelity at 0.7", ("runs", "sparsegpt_sequential_0.7", "one_minus_fidelity"), EXACT),
-    ],
+    "causal_lm.json": [("dense perplexity", ("dense",), EXACT)],  # and every method: see figures()
     "scale.json": [
         ("2 workers / 1 worker", ("summary", "speedup_2_over_1"), TIMING),
     ],
@@ -104,6 +98,20 @@ def _dig(d: Any, path: tuple[str, ...]) -> float | None:
     return float(d) if isinstance(d, (int, float)) else None
 
 
+def _leaves(d: dict[str, Any], leaf: str, prefix: str = "") -> list[tuple[str, float]]:
+    """(path, value) of every ``leaf`` number below ``d``: {"0.7": {"sparsegpt": {leaf: v}}}
+    gives ("sparsegpt at 0.7", v)."""
+    out = []
+    for key, sub in d.items():
+        if not isinstance(sub, dict):
+            continue
+        if isinstance(sub.get(leaf), (int, float)):
+            out.append((f"{key}{prefix}", float(sub[leaf])))
+        else:
+            out += _leaves(sub, leaf, f" at {key}")
+    return out
+
+
 def figures(results: Path) -> dict[str, tuple[float, str, str]]:
     """Figure name -> (value, kind, file name) for the results in ``results``."""
     out: dict[str, tuple[float, str, str]] = {}
@@ -116,6 +124,12 @@ def figures(results: Path) -> dict[str, tuple[float, str, str]]:
             value = _dig(d, where)
             if value is not None:
                 out[f"{name.removesuffix('.json')}: {label}"] = (value, kind, name)
+    # Every method of the one-shot benchmarks, whichever the file holds.
+    for name, table, leaf in (("causal_lm.json", "methods", "perplexity"), ("oneshot.json", "runs", "one_minus_fidelity")):
+        path = results / name
+        if path.exists():
+            for label, value in _leaves(json.loads(path.read_text()).get(table) or {}, leaf):
+                out[f"{name.removesuffix('.json')}: {label} {leaf.replace('_', ' ')}"] = (value, EXACT, name)
     for d in readme_tables.search_runs(results):  # oldest first, so later files win
         name, a = d["_file"], d["args"]
         level = "pareto" if d["mode"] == "pareto" else f"s{a['sparsity']}"
@@ -163,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate", type=Path, default=Path("benchmarks/results"), help="results folder of the new run")
     p.add_argument("--exact-tolerance", type=float, default=EXACT_TOLERANCE)
     p.add_argument("--timing-tolerance", type=float, default=TIMING_TOLERANCE)
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the comparison as JSON, with the commit and date of each file compared")
     args = p.parse_args(argv)
     for field in ("reference", "candidate"):
         if not getattr(args, field).is_dir():
@@ -170,7 +186,26 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(figures(args.reference), figures(args.candidate),
                    exact_tolerance=args.exact_tolerance, timing_tolerance=args.timing_tolerance)
     print(render(rows))
+    if args.out:
+        args.out.write_text(json.dumps({
+            "benchmark": "reproduce", "rows": rows,
+            "files": {side: origins(getattr(args, side), {str(r["figure"]).split(":")[0] for r in rows})
+                      for side in ("reference", "candidate")},
+            "provenance": provenance({k: str(v) for k, v in vars(args).items()}),
+        }, indent=2))
+        print(f"wrote {args.out}")
     return 0
+
+
+def origins(folder: Path, stems: set[str]) -> dict[str, dict[str, str]]:
+    """The commit and date each compared file records in its provenance."""
+    out = {}
+    for stem in sorted(stems):
+        path = folder / f"{stem}.json"
+        if path.exists():
+            prov = json.loads(path.read_text()).get("provenance") or {}
+            out[path.name] = {"git_commit": str(prov.get("git_commit", "?")), "date": str(prov.get("date", "?"))}
+    return out
 
 
 if __name__ == "__main__":

@@ -42,3 +42,22 @@ def test_timing_outside_the_band_is_reported(tmp_path: Path) -> None:
     slow = next(r for r in rows if r["figure"] == "eval_cost: evaluation / forward")
     assert not slow["within"] and slow["delta"] == "+30.0%"
     assert reproduce.render(rows).endswith(f"compared={len(rows)} within={len(rows) - 1} outside=1")
+
+
+def test_every_one_shot_method_is_compared_and_out_records_the_commits(tmp_path: Path) -> None:
+    for side, seq in (("old", 0.2209), ("new", 0.2229)):
+        folder = tmp_path / side
+        folder.mkdir()
+        (folder / "oneshot.json").write_text(json.dumps({
+            "provenance": {"git_commit": f"{side}0000", "date": "d"},
+            "runs": {"wanda_0.7": {"one_minus_fidelity": 0.414}, "sparsegpt_sequential_0.7": {"one_minus_fidelity": seq}}}))
+        (folder / "causal_lm.json").write_text(json.dumps({
+            "dense": 3.52, "methods": {"0.7": {"sparsegpt": {"perplexity": 4.65}, "wanda": {"perplexity": 6.21}}}}))
+    out = tmp_path / "cmp.json"
+    assert reproduce.main(["--reference", str(tmp_path / "old"), "--candidate", str(tmp_path / "new"), "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    rows = {r["figure"]: r["within"] for r in d["rows"]}
+    assert rows == {"causal_lm: dense perplexity": True, "causal_lm: sparsegpt at 0.7 perplexity": True,
+                    "causal_lm: wanda at 0.7 perplexity": True, "oneshot: wanda_0.7 one minus fidelity": True,
+                    "oneshot: sparsegpt_sequential_0.7 one minus fidelity": False}
+    assert d["files"]["reference"]["oneshot.json"]["git_commit"] == "old0000"

@@ -41,3 +41,40 @@ def test_check_names_the_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     err = capsys.readouterr().err
     assert f"stale: {target}" in err
     assert err.count("stale:") == 1
+
+
+def test_after_moves_lines_count_every_sitting_and_say_whose_figures_the_tables_show(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    (tmp_path / "recovery.json").write_text(json.dumps({"report_before": {"fidelity": 0.5}, "report_after": {"fidelity": 0.8}}))
+    (tmp_path / "causal_lm.json").write_text(json.dumps({"dense": 3.55}))  # the recorded run, restored
+
+    def row(figure: str, kind: str, ref: float, new: float, within: bool) -> dict[str, object]:
+        return {"figure": figure, "kind": kind, "reference": ref, "candidate": new,
+                "delta": "+0" if ref == new else f"{new - ref:+.4g}", "within": within}
+
+    sittings = {  # the later sitting in the file that sorts first: ordered by date, not name
+        "run_all-cpu-after-moves-2.json": ("2026-12-02T05:00:00", ["causal_lm"],
+                                           [row("causal_lm: dense perplexity", "exact", 3.55, 3.52, False)]),
+        "run_all-cpu-after-moves.json": ("2026-12-01T03:00:00", ["recovery", "store"],
+                                         [row("recovery: fidelity after recovery", "exact", 0.8, 0.8, True),
+                                          row("store: sqlite trials/s", "timing", 60.0, 15.0, False)]),
+    }
+    for name, (date, steps, rows) in sittings.items():
+        (tmp_path / name).write_text(json.dumps({
+            "provenance": {"date": date, "machine": "m"}, "steps": [{"step": s} for s in steps], "reproduction": rows}))
+    lines = readme_tables.after_moves_lines()
+    text = "\n".join(lines)
+    assert "3 of its 10 steps in 2 sittings" in text
+    assert text.index("2026-12-01 03:00") < text.index("2026-12-02 05:00")
+    assert "this sitting's figures for recovery; the recorded runs' for store" in text
+    assert "the recorded runs' for causal_lm" in text  # 3.52 is not what causal_lm.json holds
+    assert "Quality: 1 of 2 figures agree" in text and "causal_lm: dense perplexity -0.03" in text
+    assert "Timing: 0 of 1 figures" in text
+    assert "differ between machines" not in text  # no same-machine comparison on record
+    (tmp_path / "reproduce-moves-same-machine.json").write_text(json.dumps({
+        "rows": [row("causal_lm: dense perplexity", "exact", 3.52, 3.52, True)],
+        "files": {"reference": {"causal_lm.json": {"git_commit": "abcdef0123"}}}}))
+    assert "(abcdef0) and after them give 1 of 1 figures" in "\n".join(readme_tables.after_moves_lines())
