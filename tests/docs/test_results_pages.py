@@ -67,12 +67,12 @@ def test_after_moves_lines_count_every_sitting_and_say_whose_figures_the_tables_
             "provenance": {"date": date, "machine": "m"}, "steps": [{"step": s} for s in steps], "reproduction": rows}))
     lines = readme_tables.after_moves_lines()
     text = "\n".join(lines)
-    assert "3 of its 10 steps in 2 sittings" in text
+    assert "3 of its 10 steps, in 2 sittings" in text
     assert text.index("2026-12-01 03:00") < text.index("2026-12-02 05:00")
     assert "this sitting's figures for recovery; the recorded runs' for store" in text
     assert "the recorded runs' for causal_lm" in text  # 3.52 is not what causal_lm.json holds
-    assert "Quality: 1 of 2 figures agree" in text and "causal_lm: dense perplexity -0.03" in text
-    assert "Timing: 0 of 1 figures" in text
+    assert "Quality: 1 of 1 figures agree" in text and "Timing: 0 of 1 figures" in text  # the first sitting
+    assert "Quality: 0 of 1 figures agree" in text and "causal_lm: dense perplexity -0.03" in text
     assert "differ between machines" not in text  # no same-machine comparison on record
     (tmp_path / "reproduce-moves-same-machine.json").write_text(json.dumps({
         "rows": [row("causal_lm: dense perplexity", "exact", 3.52, 3.52, True)],
