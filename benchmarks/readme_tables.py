@@ -183,19 +183,32 @@ def wall_table(cells: dict[tuple[Any, ...], dict[str, Any]], rows: list[tuple[An
            "best), and in brackets as a multiple of the fastest search strategy in the row:", "",
            "| sparsity | evaluations | " + " | ".join(searched) + " |", "|---|---|" + "---|" * len(searched)]
     equal: list[str] = []
+    mixed: list[str] = []
     for level, budget in rows:
         secs = {s: wall_seconds(c["file"], s) for s in searched if (c := cells.get((level, budget, s)))}
         known = [v for v in secs.values() if v]
         if not known:
             continue
         fastest = min(known)
-        out.append(f"| {level} | {budget} | " + " | ".join(
+        runs = {}  # result file -> (its date, the strategies read from it)
+        for s in searched:
+            if (c := cells.get((level, budget, s))) and secs.get(s):
+                runs.setdefault(c["file"], (c["date"], []))[1].append(s)
+        mark = ""
+        if len(runs) > 1:  # seconds from separate runs, perhaps separate machines
+            mark = " †" * (len(mixed) + 1)
+            mixed.append(f"{mark.strip()} {level}/{budget}: " + "; ".join(
+                f"{', '.join(names)} from the run of {when}" for when, names in sorted(runs.values())))
+        out.append(f"| {level} | {budget}{mark} | " + " | ".join(
             f"{secs[s]:.0f} ({secs[s] / fastest:.2f}x)" if secs.get(s) else "" for s in searched) + " |")
         for s in searched:
             c = cells.get((level, budget, s))
             eq = equal_wall(c["file"], s) if c else None
             if c and eq:
                 equal.append(f"| {level} | {budget} | {s} | {eq['seconds']:.0f} | {fmt_cell(eq)} | {fmt_cell(c)} |")
+    if mixed:
+        out += ["", "Rows marked † read their strategies from separate runs, so their seconds may come from "
+                "machines of different speed: " + "; ".join(mixed) + "."]
     if equal:
         out += ["", "At equal wall time: a screened search's best among the results it had by the time the "
                 "unscreened searches of the same seed finished their search (the mean of their search "
