@@ -694,7 +694,28 @@ def reproduction_section() -> list[str]:
         lines += ["| figure | recorded | this run | change |", "|---|---|---|---|"]
         lines += [f"| {r['figure']} | {r['reference']:.4g} | {r['candidate']:.4g} | {r['delta']} |" for r in outside]
         lines += ["", "The rows above fall outside that band; the tables in this section show the newer figures."]
-    return [*lines, "", *after_moves_lines()]
+    return [*lines, "", *after_moves_lines(), *rerun_lines()]
+
+
+def rerun_lines() -> list[str]:
+    """Single steps rerun outside ``make bench`` (``reproduce-rerun-*.json``, written by
+    ``reproduce.py --files ... --out``): each against the figures recorded before it."""
+    lines = []
+    for path in sorted(RESULTS.glob("reproduce-rerun-*.json")):
+        d = json.loads(path.read_text())
+        rows = d["rows"]
+        if not rows:
+            continue
+        exact = [r for r in rows if r["kind"] == "exact"]
+        off = [r for r in rows if not r["within"]]
+        when = sorted(f["date"][:10] for f in d["files"]["candidate"].values())
+        lines.append(f"- `{path.name}` ({', '.join(dict.fromkeys(when))}): "
+                     f"{len(rows) - len(off)} of {len(rows)} figures reproduce, {sum(r['delta'] == '+0' for r in exact)} "
+                     f"of {len(exact)} quality figures bit-identical ({', '.join(str(r['figure']) for r in rows)})"
+                     + (f"; outside: {listed(off)}" if off else "") + ".")
+    if not lines:
+        return []
+    return ["Steps rerun on their own, against the figures recorded before them:", "", *lines, ""]
 
 
 def listed(rows: list[dict[str, Any]]) -> str:

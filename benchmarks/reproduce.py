@@ -177,34 +177,44 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate", type=Path, default=Path("benchmarks/results"), help="results folder of the new run")
     p.add_argument("--exact-tolerance", type=float, default=EXACT_TOLERANCE)
     p.add_argument("--timing-tolerance", type=float, default=TIMING_TOLERANCE)
+    p.add_argument("--files", default="",
+                   help="comma-separated result file names: judge only the candidate's figures read from these "
+                        "(the files a partial rerun wrote)")
     p.add_argument("--out", type=Path, default=None,
                    help="also write the comparison as JSON, with the commit and date of each file compared")
     args = p.parse_args(argv)
     for field in ("reference", "candidate"):
         if not getattr(args, field).is_dir():
             p.error(f"--{field}: {getattr(args, field)} is not a folder")
-    rows = compare(figures(args.reference), figures(args.candidate),
+    candidate = figures(args.candidate)
+    if args.files:
+        wanted = set(args.files.split(","))
+        candidate = {k: v for k, v in candidate.items() if v[2] in wanted}
+    reference = figures(args.reference)
+    rows = compare(reference, candidate,
                    exact_tolerance=args.exact_tolerance, timing_tolerance=args.timing_tolerance)
     print(render(rows))
     if args.out:
         args.out.write_text(json.dumps({
             "benchmark": "reproduce", "rows": rows,
-            "files": {side: origins(getattr(args, side), {str(r["figure"]).split(":")[0] for r in rows})
-                      for side in ("reference", "candidate")},
+            "files": {side: origins(getattr(args, side), {figs[str(r["figure"])][2] for r in rows})
+                      for side, figs in (("reference", reference), ("candidate", candidate))},
             "provenance": provenance({k: str(v) for k, v in vars(args).items()}),
         }, indent=2))
         print(f"wrote {args.out}")
     return 0
 
 
-def origins(folder: Path, stems: set[str]) -> dict[str, dict[str, str]]:
+def origins(folder: Path, names: set[str]) -> dict[str, dict[str, str]]:
     """The commit and date each compared file records in its provenance."""
     out = {}
-    for stem in sorted(stems):
-        path = folder / f"{stem}.json"
+    for name in sorted(names):
+        path = folder / name
         if path.exists():
-            prov = json.loads(path.read_text()).get("provenance") or {}
-            out[path.name] = {"git_commit": str(prov.get("git_commit", "?")), "date": str(prov.get("date", "?"))}
+            d = json.loads(path.read_text())
+            prov = {**d, **(d.get("provenance") or {})}  # search_quality files keep these at the top
+            out[path.name] = {"git_commit": str(prov.get("git_commit", "?")),
+                              "date": str(prov.get("date") or prov.get("started") or "?")}
     return out
 
 

@@ -35,13 +35,14 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from _common import COMMIT_AT_START  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from prunetune.engine.runner import provenance, run_job
 from prunetune.engine.workbench import build_workbench
@@ -247,10 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         r.pop("_timeline", None)
     key = "hypervolume" if args.pareto else "one_minus_fidelity"
     summary = summarise(rows, key)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        commit = ""
+    commit = COMMIT_AT_START  # the commit the run started from, not HEAD when it ends
     mode = "pareto" if args.pareto else f"s{args.sparsity}"
     if args.reconstruction != "none":
         mode += f"-{args.reconstruction}"

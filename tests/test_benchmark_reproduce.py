@@ -61,3 +61,14 @@ def test_every_one_shot_method_is_compared_and_out_records_the_commits(tmp_path:
                     "causal_lm: wanda at 0.7 perplexity": True, "oneshot: wanda_0.7 one minus fidelity": True,
                     "oneshot: sparsegpt_sequential_0.7 one minus fidelity": False}
     assert d["files"]["reference"]["oneshot.json"]["git_commit"] == "old0000"
+
+
+def test_files_limits_the_judgement_to_the_files_a_rerun_wrote(tmp_path: Path) -> None:
+    old = write(tmp_path / "old", 1.0, 0.6, {"uniform": 0.414})
+    new = write(tmp_path / "new", 1.0, 0.7, {"uniform": 0.414})  # naive_optuna differs, but was not rerun
+    out = tmp_path / "cmp.json"
+    assert reproduce.main(["--reference", str(old), "--candidate", str(new), "--out", str(out),
+                           "--files", "search_quality-s0.7-b64-n1-x.json"]) == 0
+    d = json.loads(out.read_text())
+    assert [r["figure"] for r in d["rows"]] == ["search_quality: s0.7 b64 uniform seed 0"]
+    assert list(d["files"]["candidate"]) == ["search_quality-s0.7-b64-n1-x.json"]

@@ -78,3 +78,17 @@ def test_after_moves_lines_count_every_sitting_and_say_whose_figures_the_tables_
         "rows": [row("causal_lm: dense perplexity", "exact", 3.52, 3.52, True)],
         "files": {"reference": {"causal_lm.json": {"git_commit": "abcdef0123"}}}}))
     assert "(abcdef0) and after them give 1 of 1 figures" in "\n".join(readme_tables.after_moves_lines())
+
+
+def test_rerun_lines_report_each_rerun_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    assert readme_tables.rerun_lines() == []
+    (tmp_path / "reproduce-rerun-x.json").write_text(json.dumps({
+        "rows": [{"figure": "a", "kind": "exact", "reference": 1.0, "candidate": 1.0, "delta": "+0", "within": True},
+                 {"figure": "b", "kind": "exact", "reference": 1.0, "candidate": 1.5, "delta": "+0.5", "within": False}],
+        "files": {"candidate": {"f.json": {"date": "2026-12-01T06:00:00"}}}}))
+    text = "\n".join(readme_tables.rerun_lines())
+    assert "(2026-12-01): 1 of 2 figures reproduce, 1 of 2 quality figures bit-identical" in text
+    assert "outside: b +0.5" in text
