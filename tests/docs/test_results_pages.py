@@ -73,11 +73,13 @@ def test_after_moves_lines_count_every_sitting_and_say_whose_figures_the_tables_
     assert "the recorded runs' for causal_lm" in text  # 3.52 is not what causal_lm.json holds
     assert "Quality: 1 of 1 figures agree" in text and "Timing: 0 of 1 figures" in text  # the first sitting
     assert "Quality: 0 of 1 figures agree" in text and "causal_lm: dense perplexity -0.03" in text
-    assert "differ between machines" not in text  # no same-machine comparison on record
+    assert "same machine" not in text  # no same-machine comparison on record
     (tmp_path / "reproduce-moves-same-machine.json").write_text(json.dumps({
         "rows": [row("causal_lm: dense perplexity", "exact", 3.52, 3.52, True)],
         "files": {"reference": {"causal_lm.json": {"git_commit": "abcdef0123"}}}}))
-    assert "(abcdef0) and after them give 1 of 1 figures" in "\n".join(readme_tables.after_moves_lines())
+    text = "\n".join(readme_tables.after_moves_lines())
+    assert "moved (causal_lm), the code from before the moves (abcdef0)" in text
+    assert "1 of 1 quality figures bit-identical" in text
 
 
 def test_rerun_lines_report_each_rerun_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
