@@ -94,3 +94,26 @@ def test_rerun_lines_report_each_rerun_file(tmp_path: Path, monkeypatch: pytest.
     text = "\n".join(readme_tables.rerun_lines())
     assert "(2026-12-01): 1 of 2 figures reproduce, 1 of 2 quality figures bit-identical" in text
     assert "outside: b +0.5" in text
+
+
+def test_a_wall_time_row_from_separate_runs_is_marked_with_its_runs(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    readme_tables.runs_of.cache_clear()
+    for name, strategy, secs in (("a.json", "random", 100.0), ("a.json", "bayesian", 110.0), ("b.json", "evolutionary", 150.0)):
+        path = tmp_path / name
+        runs = json.loads(path.read_text())["runs"] if path.exists() else []
+        path.write_text(json.dumps({"runs": [*runs, {"strategy": strategy, "seed": 0, "wall_seconds": secs}]}))
+    cell = {"mean": 0.4, "spread": 0.0, "n": 1}
+    cells = {(0.7, 64, "random"): {**cell, "file": "a.json", "date": "2026-11-30"},
+             (0.7, 64, "bayesian"): {**cell, "file": "a.json", "date": "2026-11-30"},
+             (0.7, 64, "evolutionary"): {**cell, "file": "b.json", "date": "2026-12-01"}}
+    text = "\n".join(readme_tables.wall_table(cells, [(0.7, 64)]))
+    readme_tables.runs_of.cache_clear()
+    assert "| 0.7 | 64 † | 100 (1.00x) | 150 (1.50x) | 110 (1.10x) |  |" in text
+    assert "0.7/64: random, bayesian from the run of 2026-11-30; evolutionary from the run of 2026-12-01" in text
+    del cells[(0.7, 64, "evolutionary")]
+    assert "†" not in "\n".join(readme_tables.wall_table(cells, [(0.7, 64)]))
+    readme_tables.runs_of.cache_clear()
