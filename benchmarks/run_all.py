@@ -150,7 +150,6 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
     reproduction: list[dict[str, object]] = list(kept.values())
     sittings = [*earlier.get("sittings", []), provenance(vars(args))]  # type: ignore[list-item]
     for name, cmd in steps:
-        rows = [r for r in rows if r["step"] != name]
         rows.append(run_step(name, cmd, None if args.hold else args.lock or None))
         rows.sort(key=lambda r: order.index(str(r["step"])))
         # Judge only the figures this run wrote anew against what was recorded before it
