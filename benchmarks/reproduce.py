@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     candidate = figures(args.candidate)
     if args.files:
         wanted = set(args.files.split(","))
+        absent = sorted(n for n in wanted if not (args.candidate / n).is_file())
+        if absent:
+            p.error(f"--files: {absent} are not files in --candidate {args.candidate}; give the names of the "
+                    "result files the rerun wrote there, comma-separated")
         candidate = {k: v for k, v in candidate.items() if v[2] in wanted}
     reference = figures(args.reference)
     rows = compare(reference, candidate,

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import reproduce
 
@@ -72,3 +74,11 @@ def test_files_limits_the_judgement_to_the_files_a_rerun_wrote(tmp_path: Path) -
     d = json.loads(out.read_text())
     assert [r["figure"] for r in d["rows"]] == ["search_quality: s0.7 b64 uniform seed 0"]
     assert list(d["files"]["candidate"]) == ["search_quality-s0.7-b64-n1-x.json"]
+
+
+def test_files_must_name_files_of_the_candidate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = write(tmp_path / "old", 1.0, 0.6, {})
+    new = write(tmp_path / "new", 1.0, 0.6, {})
+    with pytest.raises(SystemExit):
+        reproduce.main(["--reference", str(old), "--candidate", str(new), "--files", "eval_cost.json,nope.json"])
+    assert "--files: ['nope.json'] are not files in --candidate" in capsys.readouterr().err
