@@ -39,6 +39,26 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def _worker_port_block(width: int) -> int:
+    """The first of ``width`` consecutive free ports below Linux's ephemeral range (32768 up),
+    where the ports ``_free_ports`` hands out live: a worker-port range drawn around those
+    could take one of the components' ports, which ``ray start`` refuses."""
+    base = 20000
+    while True:
+        socks = []
+        try:
+            for port in range(base, base + width):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            base += width
+        finally:
+            for s in socks:
+                s.close()
+
+
 def _node_args(ports: list[int]) -> list[str]:
     names = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
              "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"]
@@ -78,15 +98,16 @@ def two_nodes(tmp_path: Path) -> Iterator[str]:
     temp = Path(f"/tmp/pt-ray-test-{os.getpid()}")
     temp.mkdir(exist_ok=True)
     ports = _free_ports(15)
+    block = _worker_port_block(81)  # the head's worker ports, then the worker node's
     address = f"127.0.0.1:{ports[0]}"
     head = _start(["--head", f"--port={ports[0]}", "--include-dashboard=false", f"--temp-dir={temp}",
-                   f"--min-worker-port={ports[2]}", f"--max-worker-port={ports[2] + 40}",
+                   f"--min-worker-port={block}", f"--max-worker-port={block + 40}",
                    *_node_args(ports[3:9])], tmp_path / "head.log")
     nodes = [head]
     try:
         _wait_for_nodes(address, 1, head, tmp_path / "head.log")
-        worker = _start([f"--address={address}", f"--min-worker-port={ports[2] + 41}",
-                         f"--max-worker-port={ports[2] + 80}", *_node_args(ports[9:15])],
+        worker = _start([f"--address={address}", f"--min-worker-port={block + 41}",
+                         f"--max-worker-port={block + 80}", *_node_args(ports[9:15])],
                         tmp_path / "worker.log")
         nodes.append(worker)
         _wait_for_nodes(address, 2, worker, tmp_path / "worker.log")
