@@ -6,7 +6,7 @@ structured export, store, scale, search quality at 0.7 with 64 evaluations over 
 seeds, and reconstruction on a causal LM (against llm-compressor where its environment
 is set up: ``benchmarks/peers/llmcompressor/setup.sh``). ``make bench-full`` (``--set full``) adds what does not fit: multi-fidelity
 screening (120 s per arm, 4 arms), search quality at 0.5 with 64 evaluations and at 0.5
-and 0.7 with 256 evaluations over 3 seeds, Pareto-mode hypervolume at 64 and 256 evaluations,
+and 0.7 with 256 evaluations over 3 seeds, Pareto-mode hypervolume at 64 and 256 evaluations over 3 seeds,
 the search over reconstructed levels at 0.5/64, 0.7/64 and 0.7/256 over 3 seeds, the
 front search (``pareto_front.py``: MiniLM at 64 and 256 evaluations, the causal LM at 64,
 3 seeds each) and the demo spec's report phase (several hours on 2 cores).
@@ -15,7 +15,8 @@ Each script runs as its own process, holding ``--lock`` (an exclusive ``flock``,
 ``/tmp/prunetune-heavy.lock``) for its duration so that timing runs get the cores to
 themselves on a shared machine. The README is regenerated after every step, so an
 interrupted run leaves it consistent with the JSON that exists, and ``--resume`` continues
-it: the steps already finished are kept (with the provenance of each sitting), the rest run. Writes
+it: the steps already finished are kept (with the provenance of each sitting), the rest run
+(``--resume --only a,b``: a sitting that runs just those, when they are unfinished). Writes
 ``benchmarks/results/run_all-<set>.json`` (steps, wall times, RESULT lines) and ends with::
 
     RESULT steps=<n> failed=<n> wall_s=<s>
@@ -56,15 +57,15 @@ FULL: list[tuple[str, list[str]]] = [
     ("multifidelity", ["benchmarks/multifidelity.py", "--seconds", "120"]),
     *[(f"search_quality_{s}_b{b}_n3", [SQ, "--sparsity", s, "--budget", b, "--seeds", "3"])
       for b, s in (("64", "0.5"), ("256", "0.5"), ("256", "0.7"))],
-    *[(f"search_quality_pareto_b{b}", [SQ, "--pareto", "--budget", b, "--seeds", "1"]) for b in ("64", "256")],
+    *[(f"search_quality_pareto_b{b}_n3", [SQ, "--pareto", "--budget", b, "--seeds", "3"]) for b in ("64", "256")],
     ("naive_optuna_evolutionary", ["benchmarks/peers/naive_optuna.py", "--strategies", "bayesian,evolutionary"]),
     *[(f"search_quality_sparsegpt_{s}_b{b}_n3", [SQ, "--reconstruction", "sparsegpt", "--sparsity", s,
                                                  "--budget", b, "--seeds", "3"])
       for b, s in (("64", "0.5"), ("64", "0.7"), ("256", "0.7"))],
-    # The front search against the uniform sweeps above (the latest search_quality --pareto
-    # file of the same budget), and the report phase of the demo spec.
+    # The front search against the uniform sweeps above (a search_quality --pareto file of
+    # the same budget, any seed count: the sweep is deterministic), and the demo's report phase.
     *[(f"pareto_front_minilm_b{b}_n3", ["benchmarks/pareto_front.py", "--budget", b, "--seeds", "3",
-                                        "--uniform-from", f"latest:search_quality-pareto-b{b}-n1"])
+                                        "--uniform-from", f"latest:search_quality-pareto-b{b}"])
       for b in ("64", "256")],
     ("pareto_front_llama_b64_n3", ["benchmarks/pareto_front.py", "--model", "llama", "--budget", "64", "--seeds", "3"]),
     ("report_phase", ["benchmarks/report_phase.py"]),
@@ -116,10 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true",
                    help="continue benchmarks/results/run_all-<set>.json: keep its finished steps "
                         "(rc 0) and their reproduction rows, run the others (a set longer than a "
-                        "sitting, e.g. full, is run over several)")
+                        "sitting, e.g. full, is run over several); with --only, run just those of "
+                        "the named steps that are unfinished")
     args = p.parse_args(argv)
-    if args.resume and args.only:
-        p.error("--resume: runs the set's unfinished steps; leave out --only")
     steps = SETS[args.set]
     if args.only:
         wanted = set(args.only.split(","))
@@ -136,7 +136,8 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
     start, started_at = time.perf_counter(), time.time()
     results = RESULTS
     recorded = reproduce.figures(results)  # what the README showed before this run
-    out = results / f"run_all-{args.set}{'-partial' if args.only else ''}.json"
+    # --only alone is a partial run with its own file; with --resume it is a sitting of the set.
+    out = results / f"run_all-{args.set}{'-partial' if args.only and not args.resume else ''}.json"
     rows: list[dict[str, object]] = []
     earlier: dict[str, object] = {}
     if args.resume and out.exists():

@@ -35,9 +35,20 @@ def test_resume_keeps_finished_steps_and_runs_the_rest(tmp_path: Path, monkeypat
     assert done["wall_seconds"] >= first["wall_seconds"]
 
 
-def test_resume_refuses_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_only_runs_the_named_unfinished_steps_into_the_set_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_all, "RESULTS", tmp_path)
-    with pytest.raises(SystemExit):
-        run_all.main(["--set", "cpu", "--resume", "--only", "eval_cost", "--no-readme"])
-    assert "--resume" in capsys.readouterr().err
+    a, b, c = (tmp_path / n for n in "abc")
+    monkeypatch.setattr(run_all, "SETS", {"t": [("a", step(a, 0)), ("b", step(b, 0)), ("c", step(c, 0))]})
+    args = ["--set", "t", "--lock", "", "--no-readme", "--resume"]
+    assert run_all.main([*args, "--only", "c"]) == 0  # a first sitting: c alone
+    assert run_all.main([*args, "--only", "a,c"]) == 0  # c is finished: only a runs
+    done = json.loads((tmp_path / "run_all-t.json").read_text())
+    assert [r["step"] for r in done["steps"]] == ["a", "c"]  # in the set's order
+    assert (a.read_text(), c.read_text()) == ("x", "x")
+    assert not b.exists() and not (tmp_path / "run_all-t-partial.json").exists()
+    assert len(done["sittings"]) == 2
+
+    assert run_all.main(args) == 0  # the whole set resumed: only b is left
+    assert [r["step"] for r in json.loads((tmp_path / "run_all-t.json").read_text())["steps"]] == ["a", "b", "c"]
+    assert (a.read_text(), b.read_text(), c.read_text()) == ("x", "x", "x")
