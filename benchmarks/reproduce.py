@@ -130,6 +130,21 @@ def figures(results: Path) -> dict[str, tuple[float, str, str]]:
         if path.exists():
             for label, value in _leaves(json.loads(path.read_text()).get(table) or {}, leaf):
                 out[f"{name.removesuffix('.json')}: {label} {leaf.replace('_', ' ')}"] = (value, EXACT, name)
+    # Per seed, from every front-search file (so a rerun of fewer seeds is judged run by run).
+    for path in sorted(results.glob("pareto_front-*.json")):
+        if path.name.endswith(".partial.json"):
+            continue
+        d = json.loads(path.read_text())
+        a = d["args"]
+        setting = a["model"] + (f" {a['reconstruction']}" if a.get("reconstruction", "none") != "none" else "")
+        setting += "".join(f" {k}={v}" for k, v in sorted((a.get("options") or {}).items()))
+        for r in d["runs"]:
+            key = f"pareto_front: {setting} b{a['budget']} seed {r['seed']}"
+            if r.get("hypervolume") is not None:
+                out[f"{key} hypervolume"] = (float(r["hypervolume"]), EXACT, path.name)
+            for t, v in (r.get("levels") or {}).items():
+                if v is not None:
+                    out[f"{key} front at {t}"] = (float(v), EXACT, path.name)
     for d in readme_tables.search_runs(results):  # oldest first, so later files win
         name, a = d["_file"], d["args"]
         level = "pareto" if d["mode"] == "pareto" else f"s{a['sparsity']}"

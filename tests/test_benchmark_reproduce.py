@@ -82,3 +82,20 @@ def test_files_must_name_files_of_the_candidate(tmp_path: Path, capsys: pytest.C
     with pytest.raises(SystemExit):
         reproduce.main(["--reference", str(old), "--candidate", str(new), "--files", "eval_cost.json,nope.json"])
     assert "--files: ['nope.json'] are not files in --candidate" in capsys.readouterr().err
+
+
+def front_file(folder: Path, name: str, levels_per_seed: list[dict[str, float]], options: dict[str, float]) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(json.dumps({
+        "args": {"model": "minilm", "budget": 64, "reconstruction": "none", "options": options},
+        "runs": [{"seed": i, "hypervolume": 0.33 + i / 1000, "levels": lv} for i, lv in enumerate(levels_per_seed)]}))
+
+
+def test_a_front_rerun_of_fewer_seeds_is_judged_seed_by_seed(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    front_file(old, "pareto_front-minilm-b64-n3.json", [{"0.5": 0.87}, {"0.5": 0.86}, {"0.5": 0.85}], {})
+    front_file(new, "pareto_front-minilm-b64-n1.json", [{"0.5": 0.87}], {})
+    front_file(new, "pareto_front-minilm-fill0.1-b64-n1.json", [{"0.5": 0.99}], {"fill": 0.1})  # another setting
+    (new / "pareto_front-minilm-b64-n3.partial.json").write_text("not read")
+    rows = {r["figure"]: r["within"] for r in reproduce.compare(reproduce.figures(old), reproduce.figures(new))}
+    assert rows == {"pareto_front: minilm b64 seed 0 hypervolume": True, "pareto_front: minilm b64 seed 0 front at 0.5": True}
