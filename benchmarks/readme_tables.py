@@ -921,6 +921,44 @@ def front_search_files(results: Path = RESULTS) -> list[Path]:
     return sorted(path for _, path in chosen.values())
 
 
+def front_settings_section() -> list[str]:
+    """The front search's settings decided on the validation split (decide_front-*.json)."""
+    files = sorted(RESULTS.glob("decide_front-*.json"))
+    if not files:
+        return []
+    lines = ["### Front search settings decided on the validation split", ""]
+    for path in files:
+        d = json.loads(path.read_text())
+        levels = list(d["settings"][0]["levels"])
+        lines += [f"`benchmarks/decide_front.py` over `pareto_front.py --score-split validation` runs: the front "
+                  f"search on {d['model']} with {d['budget']} evaluations, one setting of its options per row, "
+                  f"{len(d['settings'][0]['seeds'])} seeds. Every front is scored on the validation split; REPORT "
+                  "plays no part. Validation `1 - fidelity` of the front at each level (best at that size or "
+                  "smaller), mean over seeds; the score decided on is its mean over the levels (± half the range "
+                  f"over seeds). Rule: {d['rule']}.", "",
+                  "| options | " + " | ".join(f"at {t}" for t in levels)
+                  + " | score | per seed | validation hypervolume | search s per run |",
+                  "|---|" + "---|" * (len(levels) + 4)]
+        for row in d["settings"]:
+            opts = f"`{json.dumps(row['options'])}`" + (" (the default contested)" if row["options"] == d["default"] else "")
+            cell = f"{row['mean']:.4f} ±{row['spread']:.4f}"
+            lines.append(f"| {opts} | " + " | ".join(f"{row['levels'][t]:.4f}" for t in levels)
+                         + f" | {f'**{cell}**' if row['options'] == d['decision'] else cell} | "
+                         + ", ".join(f"{x:.4f}" for x in row["validation_one_minus_fidelity"])
+                         + f" | {row['hypervolume']:.4f} | {row['search_seconds']:.0f} |")
+        ranked = sorted(d["settings"], key=lambda r: r["mean"])
+        gap = ranked[1]["mean"] - ranked[0]["mean"]
+        spread = max(ranked[0]["spread"], ranked[1]["spread"])
+        how = (f"the best score leads the next by {gap:.4f}, "
+               + (f"within the seed spread (±{spread:.4f}): a tie" if gap <= spread else
+                  f"beyond the seed spread (±{spread:.4f})"))
+        lines += ["", f"- {d['model']}, {d['budget']} evaluations: "
+                  + (f"the default `{json.dumps(d['default'])}` stands; {how}." if d["default_stands"] else
+                     f"**the default changes** from `{json.dumps(d['default'])}` to `{json.dumps(d['decision'])}`; "
+                     f"{how}."), "", stamp(d, "benchmarks/decide_front.py"), ""]
+    return lines
+
+
 def front_search_section() -> list[str]:
     """The front search against uniform and against budget-mode searches, per front level."""
     lines = ["### Pareto mode: the front search against uniform, level by level", ""]
@@ -986,7 +1024,7 @@ def page() -> tuple[str, int]:
     every = search_runs()
     runs = [d for d in every if reconstruction_of(d) == "none"]
     recon = [d for d in every if reconstruction_of(d) != "none"]
-    parts = [quality_section(runs), defaults_section(), front_search_section(), reconstruction_section(recon, runs), causal_lm_section(),
+    parts = [quality_section(runs), defaults_section(), front_settings_section(), front_search_section(), reconstruction_section(recon, runs), causal_lm_section(),
              oneshot_section(),
              naive_section(), cost_section(), scale_section(), store_section(),
              recovery_section(), structured_section(), export_formats_section(), latency_section(),
