@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = "pareto_front" if args.score_split == "report" else "pareto_front_validation"
     name = f"{stem}-{args.model}" + (f"-{args.reconstruction}" if args.reconstruction != "none" else "")
     if args.options:
-        name += "-" + "-".join(f"{k}{v}" for k, v in sorted(args.options.items())).replace(" ", "")
+        # fill0.25, step_scales_0.5_1.0_2.0: plain characters only
+        name += "-" + "-".join(re.sub(r"[^\w.]+", "_", f"{k}{v}").strip("_") for k, v in sorted(args.options.items()))
     path = ROOT / "benchmarks" / "results" / f"{name}-b{args.budget}-n{args.seeds}.json"
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
