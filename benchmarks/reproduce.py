@@ -112,12 +112,17 @@ def _leaves(d: dict[str, Any], leaf: str, prefix: str = "") -> list[tuple[str, f
     return out
 
 
-def figures(results: Path) -> dict[str, tuple[float, str, str]]:
-    """Figure name -> (value, kind, file name) for the results in ``results``."""
+def figures(results: Path, only: set[str] | None = None) -> dict[str, tuple[float, str, str]]:
+    """Figure name -> (value, kind, file name) for the results in ``results``; with ``only``,
+    from those files alone (a figure several files hold is then read from the named one,
+    not from whichever sorts last)."""
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     out: dict[str, tuple[float, str, str]] = {}
     for name, specs in FIGURES.items():
         path = results / name
-        if not path.exists():
+        if not wanted(name) or not path.exists():
             continue
         d = json.loads(path.read_text())
         for label, where, kind in specs:
@@ -127,12 +132,12 @@ def figures(results: Path) -> dict[str, tuple[float, str, str]]:
     # Every method of the one-shot benchmarks, whichever the file holds.
     for name, table, leaf in (("causal_lm.json", "methods", "perplexity"), ("oneshot.json", "runs", "one_minus_fidelity")):
         path = results / name
-        if path.exists():
+        if wanted(name) and path.exists():
             for label, value in _leaves(json.loads(path.read_text()).get(table) or {}, leaf):
                 out[f"{name.removesuffix('.json')}: {label} {leaf.replace('_', ' ')}"] = (value, EXACT, name)
     # Per seed, from every front-search file (so a rerun of fewer seeds is judged run by run).
     for path in sorted(results.glob("pareto_front-*.json")):
-        if path.name.endswith(".partial.json"):
+        if path.name.endswith(".partial.json") or not wanted(path.name):
             continue
         d = json.loads(path.read_text())
         a = d["args"]
@@ -147,6 +152,8 @@ def figures(results: Path) -> dict[str, tuple[float, str, str]]:
                     out[f"{key} front at {t}"] = (float(v), EXACT, path.name)
     for d in readme_tables.search_runs(results):  # oldest first, so later files win
         name, a = d["_file"], d["args"]
+        if not wanted(name):
+            continue
         level = "pareto" if d["mode"] == "pareto" else f"s{a['sparsity']}"
         if readme_tables.reconstruction_of(d) != "none":
             level += f" {readme_tables.reconstruction_of(d)}"
@@ -201,14 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     for field in ("reference", "candidate"):
         if not getattr(args, field).is_dir():
             p.error(f"--{field}: {getattr(args, field)} is not a folder")
-    candidate = figures(args.candidate)
-    if args.files:
-        wanted = set(args.files.split(","))
+    wanted = set(args.files.split(",")) if args.files else None
+    if wanted:
         absent = sorted(n for n in wanted if not (args.candidate / n).is_file())
         if absent:
             p.error(f"--files: {absent} are not files in --candidate {args.candidate}; give the names of the "
                     "result files the rerun wrote there, comma-separated")
-        candidate = {k: v for k, v in candidate.items() if v[2] in wanted}
+    candidate = figures(args.candidate, wanted)
     reference = figures(args.reference)
     rows = compare(reference, candidate,
                    exact_tolerance=args.exact_tolerance, timing_tolerance=args.timing_tolerance)

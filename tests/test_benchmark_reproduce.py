@@ -99,3 +99,18 @@ def test_a_front_rerun_of_fewer_seeds_is_judged_seed_by_seed(tmp_path: Path) -> 
     (new / "pareto_front-minilm-b64-n3.partial.json").write_text("not read")
     rows = {r["figure"]: r["within"] for r in reproduce.compare(reproduce.figures(old), reproduce.figures(new))}
     assert rows == {"pareto_front: minilm b64 seed 0 hypervolume": True, "pareto_front: minilm b64 seed 0 front at 0.5": True}
+
+
+def test_files_reads_a_figure_from_the_named_file_when_another_file_holds_it_too(tmp_path: Path) -> None:
+    # The rerun of seed 0 sits beside the recorded 3-seed file, which sorts after it and
+    # holds the same figures: --files must judge the rerun's values, not the recorded ones.
+    old, new = tmp_path / "old", tmp_path / "new"
+    front_file(old, "pareto_front-minilm-b64-n3.json", [{"0.5": 0.87}, {"0.5": 0.86}, {"0.5": 0.85}], {})
+    front_file(new, "pareto_front-minilm-b64-n1.json", [{"0.5": 0.80}], {})
+    front_file(new, "pareto_front-minilm-b64-n3.json", [{"0.5": 0.87}, {"0.5": 0.86}, {"0.5": 0.85}], {})
+    out = tmp_path / "cmp.json"
+    reproduce.main(["--reference", str(old), "--candidate", str(new), "--files", "pareto_front-minilm-b64-n1.json",
+                    "--out", str(out)])
+    rows = {r["figure"]: (r["candidate"], r["within"]) for r in json.loads(out.read_text())["rows"]}
+    assert rows["pareto_front: minilm b64 seed 0 front at 0.5"] == (0.80, False)
+    assert set(json.loads(out.read_text())["files"]["candidate"]) == {"pareto_front-minilm-b64-n1.json"}
