@@ -946,10 +946,13 @@ def front_settings_section() -> list[str]:
                          + f" | {f'**{cell}**' if row['options'] == d['decision'] else cell} | "
                          + ", ".join(f"{x:.4f}" for x in row["validation_one_minus_fidelity"])
                          + f" | {row['hypervolume']:.4f} | {row['search_seconds']:.0f} |")
-        ranked = sorted(d["settings"], key=lambda r: r["mean"])
-        gap = ranked[1]["mean"] - ranked[0]["mean"]
-        spread = max(ranked[0]["spread"], ranked[1]["spread"])
-        how = (f"the best score leads the next by {gap:.4f}, "
+        # The rule weighs the lowest score against the default's, not against the runner-up.
+        best = min(d["settings"], key=lambda r: r["mean"])
+        default = next(r for r in d["settings"] if r["options"] == d["default"])
+        gap = default["mean"] - best["mean"]
+        spread = max(best["spread"], default["spread"])
+        how = ("it has the lowest score" if best is default else
+               f"`{json.dumps(best['options'])}` has the lowest score and leads it by {gap:.4f}, "
                + (f"within the seed spread (±{spread:.4f}): a tie" if gap <= spread else
                   f"beyond the seed spread (±{spread:.4f})"))
         lines += ["", f"- {d['model']}, {d['budget']} evaluations: "

@@ -42,3 +42,20 @@ def test_the_default_needs_its_own_runs(tmp_path: Path) -> None:
     validation_file(tmp_path, {"fill": 0.0625}, [(0.87, 0.47)])
     with pytest.raises(SystemExit, match=r'--default \{"fill": 0.25\}: need its validation file'):
         decide_front.decide_front(tmp_path, "minilm", 256, {"fill": 0.25})
+
+
+def test_the_results_page_weighs_the_lowest_score_against_the_default(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import readme_tables
+
+    validation_file(tmp_path, {"fill": 0.25}, [(0.87, 0.46), (0.87, 0.50), (0.87, 0.46)])  # 0.3283 ±0.0100
+    validation_file(tmp_path, {"fill": 0.0625}, [(0.87, 0.485)] * 3)  # 0.3225
+    validation_file(tmp_path, {"fill": 0.125}, [(0.87, 0.49)] * 3)  # 0.3200, the lowest
+    d = decide_front.decide_front(tmp_path, "minilm", 256, {"fill": 0.25})
+    (tmp_path / "decide_front-minilm-b256.json").write_text(json.dumps({**d, "provenance": {}}))
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    text = "\n".join(readme_tables.front_settings_section())
+    # 0.3283 - 0.3200 against the larger half-range of the two (0.0100): the lead over the
+    # default, not over the runner-up (0.0025).
+    assert d["default_stands"]
+    assert '`{"fill": 0.125}` has the lowest score and leads it by 0.0083, within the seed spread (±0.0100)' in text
