@@ -148,6 +148,11 @@ def uniform_sweep(path: Path, total_of: Workbench) -> dict[str, Any]:
     """Hypervolume (REPORT) of an earlier uniform sweep's front, and its settings."""
     data = json.loads(path.read_text())
     run = next(r for r in data["runs"] if r["strategy"] == "uniform")
+    unscored = sum(1 for p in run["front"] if "fidelity" not in p.get("report", {}))
+    if unscored:
+        raise SystemExit(f"--uniform-from {path}: {unscored} of the uniform sweep's {len(run['front'])} front "
+                         "points have no REPORT score (a thinned report phase); the hypervolume needs the "
+                         "whole sweep scored: rerun search_quality.py --pareto")
     total = total_of.space.prunable_params + total_of.space.extra_params
     pts = [(p["report"]["fidelity"], p["size"] / total) for p in run["front"] if "fidelity" in p["report"]]
     return {"file": str(path.relative_to(ROOT)) if path.is_absolute() else str(path),
