@@ -694,7 +694,29 @@ def reproduction_section() -> list[str]:
         lines += ["| figure | recorded | this run | change |", "|---|---|---|---|"]
         lines += [f"| {r['figure']} | {r['reference']:.4g} | {r['candidate']:.4g} | {r['delta']} |" for r in outside]
         lines += ["", "The rows above fall outside that band; the tables in this section show the newer figures."]
-    return [*lines, "", *after_moves_lines(), *rerun_lines()]
+    return [*lines, "", *after_moves_lines(), *bench_full_lines(), *rerun_lines()]
+
+
+def bench_full_lines() -> list[str]:
+    """``make bench-full`` (``run_all.py --set full``), run over sittings: which of its
+    steps have run, and how their figures compare with those recorded before them."""
+    import run_all  # run_all.py imports this module: not at the top
+
+    d = load("run_all-full")
+    if d is None:
+        return []
+    done = [r for r in d["steps"] if r["rc"] == 0]
+    left = [name for name, _ in run_all.FULL if name not in {r["step"] for r in done}]
+    rows = d.get("reproduction") or []
+    exact = [r for r in rows if r["kind"] == "exact"]
+    off = [r for r in rows if not r["within"]]
+    return [f"`make bench-full` (its {len(run_all.FULL)} steps run over sittings, "
+            f"`benchmarks/results/run_all-full.json`): {len(done)} of {len(run_all.FULL)} steps run in "
+            f"{len(d['sittings'])} sitting{'s' if len(d['sittings']) > 1 else ''} ({', '.join(r['step'] for r in done)}; "
+            f"{sum(float(r['wall_seconds']) for r in done) / 60:.0f} min); against the figures recorded before "
+            f"them, {len(rows) - len(off)} of {len(rows)} reproduce ({sum(r['delta'] == '+0' for r in exact)} of "
+            f"{len(exact)} quality figures bit-identical)" + (f"; outside: {listed(off)}" if off else "")
+            + (f". Not yet run: {', '.join(left)}." if left else "."), ""]
 
 
 def rerun_lines() -> list[str]:

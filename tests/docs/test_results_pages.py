@@ -117,3 +117,23 @@ def test_a_wall_time_row_from_separate_runs_is_marked_with_its_runs(tmp_path: Pa
     del cells[(0.7, 64, "evolutionary")]
     assert "†" not in "\n".join(readme_tables.wall_table(cells, [(0.7, 64)]))
     readme_tables.runs_of.cache_clear()
+
+
+def test_bench_full_lines_count_the_steps_run_and_name_those_left(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import run_all
+
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    assert readme_tables.bench_full_lines() == []
+    first, second, third = (name for name, _ in run_all.FULL[:3])
+    (tmp_path / "run_all-full.json").write_text(json.dumps({
+        "sittings": [{"date": "2026-12-06"}, {"date": "2026-12-07"}],
+        "steps": [{"step": first, "rc": 0, "wall_seconds": 600.0}, {"step": second, "rc": 1, "wall_seconds": 60.0}],
+        "reproduction": [{"figure": "a", "kind": "exact", "delta": "+0", "within": True},
+                         {"figure": "b", "kind": "exact", "delta": "+0.01", "within": False}]}))
+    text = "\n".join(readme_tables.bench_full_lines())
+    assert f"1 of {len(run_all.FULL)} steps run in 2 sittings ({first}; 10 min)" in text
+    assert "1 of 2 reproduce (1 of 2 quality figures bit-identical); outside: b +0.01" in text
+    assert f"Not yet run: {second}, {third}," in text  # a failed step is not run
