@@ -222,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="an earlier pareto_front result (or the *.partial.json an interrupted run left) "
                         "with the same model, budget, levels and options: its Pareto runs (seeds 0, 1, ...) "
                         "and budget runs are kept, the others run")
+    p.add_argument("--budget-runs-from", type=Path, default=None,
+                   help="an earlier pareto_front result with the same model, budget, levels and split: "
+                        "only its budget-mode searches are kept (they take no front option, so a change "
+                        "of the front search's settings leaves them as they were); the fronts all run")
     p.add_argument("--steps", type=int, default=600, help="llama: training steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--options", type=json.loads, default={},
@@ -230,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="where fronts, budget searches and uniform levels are scored: report for "
                         "published figures, validation for tuning decisions (file pareto_front_validation-*)")
     args = p.parse_args(argv)
+    if args.reuse and args.budget_runs_from:
+        p.error("--budget-runs-from: give it or --reuse (which keeps the budget runs too), not both")
     if not isinstance(args.options, dict):
         p.error(f"--options: a JSON object of evolutionary options; got {args.options!r}")
     if args.score_split == "validation" and args.uniform_from:
@@ -261,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
             if any(ran[k] != vars(args)[k] for k in same):
                 raise SystemExit(f"--reuse {args.reuse}: its {same} differ from these")
             runs = earlier["runs"][:args.seeds]
+            budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
+        elif args.budget_runs_from:
+            earlier = json.loads(args.budget_runs_from.read_text())
+            same = ("model", "budget", "levels", "reconstruction", "score_split")
+            ran = {"score_split": "report", **earlier["args"]}
+            if any(ran[k] != vars(args)[k] for k in same):
+                raise SystemExit(f"--budget-runs-from {args.budget_runs_from}: its {same} differ from these")
             budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
         validation_uniform = None
         if args.score_split == "validation":

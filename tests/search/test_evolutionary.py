@@ -72,10 +72,10 @@ def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> 
     assert hv(results) > hv(results[:8])
 
 
-def test_switch_sizes_fixed_except_under_nsga2() -> None:
+def test_switch_sizes_fixed_only_in_budget_mode() -> None:
     assert EvolutionarySearch(make_space(0.6)).step_scales == [1.0]
     assert EvolutionarySearch(make_space(None), front="nsga2").step_scales == [0.5, 1.0, 2.0]
-    assert EvolutionarySearch(make_space(None)).step_scales == [1.0]
+    assert EvolutionarySearch(make_space(None)).step_scales == [0.5, 1.0, 2.0]
     assert EvolutionarySearch(make_space(0.6), step_scales=[0.5, 2]).step_scales == [0.5, 2.0]
 
 
@@ -160,20 +160,26 @@ def test_front_levels_sweep_then_improve_each_level_then_fill_gaps() -> None:
     assert all(space.nonzero_params(r.candidate.sparsities) not in before for r in fills)
 
 
-def test_front_levels_beat_the_uniform_sweep_and_nsga2_on_the_synthetic_front() -> None:
-    space = make_space(None)
-    ref = (0.0, float(space.nonzero_params([0.0] * space.dim)))
-
-    def hv(rs: list) -> float:  # type: ignore[type-arg]
-        return hypervolume([(r.quality, r.size) for r in rs if r.ok], ref)
-
+def test_front_levels_beat_the_uniform_sweep_and_nsga2_at_every_level_on_the_synthetic_front() -> None:
+    # Read as a user reads a front: the best quality at each front level's size or smaller.
+    # (The synthetic quality is mostly negative, so a hypervolume against quality 0 counts
+    # a handful of points and swings with the seed; the MiniLM benchmarks measure it.)
     from prunetune.search.strategies.uniform import UniformSweep
 
-    uniform = hv(drive(UniformSweep(space, budget=64), 64))
-    levels = hv(drive(EvolutionarySearch(space, seed=0, budget=64, context=make_context(space)), 64))
-    nsga2 = hv(drive(EvolutionarySearch(space, seed=0, budget=64, context=make_context(space), front="nsga2"), 64))
-    assert levels > uniform
-    assert levels > nsga2
+    space = make_space(None)
+    levels = (0.5, 0.6, 0.7, 0.8)
+
+    def at_levels(rs: list) -> list[float]:  # type: ignore[type-arg]
+        caps = [space.nonzero_params(space.project([t] * space.dim, target=t)) for t in levels]
+        return [max(r.quality for r in rs if r.ok and r.size <= cap + 1e-9) for cap in caps]
+
+    uniform = at_levels(drive(UniformSweep(space, budget=64), 64))
+    for seed in range(3):
+        front = at_levels(drive(EvolutionarySearch(space, seed=seed, budget=64, context=make_context(space)), 64))
+        nsga2 = at_levels(drive(EvolutionarySearch(space, seed=seed, budget=64, context=make_context(space),
+                                                   front="nsga2"), 64))
+        assert all(f > u for f, u in zip(front, uniform, strict=True)), (seed, front, uniform)
+        assert sum(front) > sum(nsga2), (seed, front, nsga2)
 
 
 def test_front_levels_come_from_the_space_and_restore_rebuilds_the_state() -> None:
@@ -193,3 +199,15 @@ def test_front_option_is_checked() -> None:
         EvolutionarySearch(make_space(None), front="x")
     with pytest.raises(ValueError, match=r"option 'fill': got 1.5; must be a fraction in \[0, 1\)"):
         EvolutionarySearch(make_space(None), fill=1.5)
+
+
+def test_the_front_search_defaults_decided_on_validation() -> None:
+    # benchmarks/decide_front.py at 256 evaluations: 16 fills (not a quarter, 64) and switch
+    # sizes of 0.5, 1 and 2 steps; a quarter of a small budget stays a quarter.
+    space = make_space(None)
+    for budget, fills in ((256, 16), (64, 16), (32, 8)):
+        strategy = EvolutionarySearch(space, budget=budget, context=make_context(space))
+        assert budget - strategy._levels.fill_from == fills
+    assert EvolutionarySearch(space, budget=256, context=make_context(space), fill=0.25)._levels.fill_from == 192
+    assert EvolutionarySearch(space, context=make_context(space)).step_scales == [0.5, 1.0, 2.0]
+    assert EvolutionarySearch(make_space(0.7), context=make_context(make_space(0.7))).step_scales == [1.0]

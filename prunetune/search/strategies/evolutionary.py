@@ -44,6 +44,9 @@ from prunetune.pareto import non_dominated
 from prunetune.search.base import Candidate, SearchContext, Strategy, TrialResult
 from prunetune.spaces.space import SearchSpace
 
+# The front search's gap filling: a quarter of the budget, at most this many evaluations.
+DEFAULT_FILL, DEFAULT_FILL_MAX = 0.25, 16
+
 
 class _Fitness(base.Fitness):
     weights = (1.0, -1.0)  # quality up, size down
@@ -94,15 +97,19 @@ class EvolutionarySearch(Strategy):
         offspring: λ, offspring per parent in budget mode (used to size screening), default 8.
         moves: most level switches per mutation (budget mode), default 3.
         step: sparsity moved per switch (fraction of the smaller side), default the grid step.
-        step_scales: multiples of ``step`` a switch draws its size from; default (1,),
-            and (0.5, 1, 2) with ``front: nsga2`` (budget mode's default is decided on
-            the validation split by ``benchmarks/decide_defaults.py``).
+        step_scales: multiples of ``step`` a switch draws its size from; default (1,) in
+            budget mode, (0.5, 1, 2) in Pareto mode (decided on the validation split, budget
+            mode's by ``benchmarks/decide_defaults.py``, the front search's by
+            ``benchmarks/decide_front.py``).
         screen: fraction of the search split to screen offspring on (0 or 1: no screening),
             default 0 (every offspring at full fidelity); e.g. 0.25.
         front: Pareto mode, "levels" (level-switch searches at the front levels, then
             gap filling; default) or "nsga2".
         fill: Pareto mode ("levels"), fraction of the budget spent last on filling the
-            widest gaps of the front, default 0.25.
+            widest gaps of the front; default a quarter of the budget, at most 16
+            evaluations (the gaps between a few front levels need a fixed number of fills,
+            not a share of a larger budget; decided on the validation split by
+            ``benchmarks/decide_front.py``).
         population: NSGA-II population size (``front: nsga2``), default 16; "uniform" in
             ``warm_start`` opens it with this many uniform levels.
         warm_start: allocations to evaluate first: "uniform", "owl" or explicit lists;
@@ -134,11 +141,13 @@ class EvolutionarySearch(Strategy):
         warm_start: Sequence[Any] = ("uniform",),
         partitions: Sequence[str] = ("layer", "block"),
         front: str = "levels",
-        fill: float = 0.25,
+        fill: float | None = None,
     ) -> None:
         super().__init__(space, seed=seed, budget=budget, context=context)
         if front not in ("levels", "nsga2"):
             raise OptionError("front", front, "must be 'levels' or 'nsga2'")
+        if fill is None:
+            fill = min(DEFAULT_FILL, DEFAULT_FILL_MAX / max(budget, 1))
         if not (isinstance(fill, (int, float)) and 0.0 <= fill < 1.0):
             raise OptionError("fill", fill, "must be a fraction in [0, 1)")
         self.front = front if space.target is None else "budget"
@@ -154,7 +163,7 @@ class EvolutionarySearch(Strategy):
         if not 0.0 < self.step < 1.0:
             raise OptionError("step", step, "must be in (0, 1)")
         if step_scales is None:
-            step_scales = (0.5, 1.0, 2.0) if self.front == "nsga2" else (1.0,)
+            step_scales = (1.0,) if self.front == "budget" else (0.5, 1.0, 2.0)
         scales = [float(x) for x in step_scales]
         if not scales or not all(0.0 < x * self.step < 1.0 for x in scales):
             raise OptionError("step_scales", list(step_scales), f"must be a non-empty list of multiples of "
