@@ -137,3 +137,23 @@ def test_bench_full_lines_count_the_steps_run_and_name_those_left(tmp_path: Path
     assert f"1 of {len(run_all.FULL)} steps run in 2 sittings ({first}; 10 min)" in text
     assert "1 of 2 reproduce (1 of 2 quality figures bit-identical); outside: b +0.01" in text
     assert f"Not yet run: {second}, {third}," in text  # a failed step is not run
+
+
+def test_a_front_level_behind_the_quarter_budget_search_by_less_than_the_seed_spread_is_a_tie(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    def level(front: list[float], quarter: list[float]) -> dict[str, object]:
+        return {"front": sum(front) / 3, "front_runs": front, "budget_quarter": sum(quarter) / 3,
+                "budget_quarter_runs": quarter, "uniform": 0.5}
+
+    (tmp_path / "pareto_front-minilm-b256-n3.json").write_text(json.dumps({
+        "args": {"seeds": 3, "budget": 256}, "quality": "fidelity", "dense": {},
+        "summary": {"search_seconds": 1.0, "report_seconds": 1.0, "levels": {
+            "0.5": level([0.877, 0.877, 0.8735], [0.8759, 0.8790, 0.8746]),  # 0.0007 behind, spread ±0.0022
+            "0.6": level([0.78, 0.78, 0.78], [0.77, 0.77, 0.77]),  # ahead: a win
+            "0.8": level([0.48, 0.48, 0.48], [0.49, 0.49, 0.49])}}}))  # 0.01 behind, spread 0: a loss
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    text = "\n".join(readme_tables.front_search_section())
+    assert ("the front wins at 1 of 3 levels and ties the quarter-budget search within the seed spread at "
+            "0.5 (0.1242 against 0.1235, seed spread ±0.0022) (**not at every level**)") in text
