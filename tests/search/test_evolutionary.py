@@ -72,10 +72,12 @@ def test_pareto_mode_spreads_along_the_front_and_leaves_deap_creator_alone() -> 
     assert hv(results) > hv(results[:8])
 
 
-def test_switch_sizes_fixed_only_in_budget_mode() -> None:
-    assert EvolutionarySearch(make_space(0.6)).step_scales == [1.0]
+def test_switch_sizes_mixed_under_nsga2_and_for_a_front_search_with_32_evaluations_a_level() -> None:
+    assert EvolutionarySearch(make_space(0.6), budget=256).step_scales == [1.0]
     assert EvolutionarySearch(make_space(None), front="nsga2").step_scales == [0.5, 1.0, 2.0]
-    assert EvolutionarySearch(make_space(None)).step_scales == [0.5, 1.0, 2.0]
+    assert EvolutionarySearch(make_space(None), budget=64).step_scales == [1.0]  # 4 levels, 16 each
+    assert EvolutionarySearch(make_space(None), budget=128).step_scales == [0.5, 1.0, 2.0]
+    assert EvolutionarySearch(make_space(None), budget=256).step_scales == [0.5, 1.0, 2.0]
     assert EvolutionarySearch(make_space(0.6), step_scales=[0.5, 2]).step_scales == [0.5, 2.0]
 
 
@@ -202,12 +204,10 @@ def test_front_option_is_checked() -> None:
 
 
 def test_the_front_search_defaults_decided_on_validation() -> None:
-    # benchmarks/decide_front.py at 256 evaluations: 16 fills (not a quarter, 64) and switch
-    # sizes of 0.5, 1 and 2 steps; a quarter of a small budget stays a quarter.
+    # benchmarks/decide_front.py at 256 evaluations: 16 fills (not a quarter, 64); a quarter
+    # of a small budget stays a quarter.
     space = make_space(None)
     for budget, fills in ((256, 16), (64, 16), (32, 8)):
         strategy = EvolutionarySearch(space, budget=budget, context=make_context(space))
         assert budget - strategy._levels.fill_from == fills
     assert EvolutionarySearch(space, budget=256, context=make_context(space), fill=0.25)._levels.fill_from == 192
-    assert EvolutionarySearch(space, context=make_context(space)).step_scales == [0.5, 1.0, 2.0]
-    assert EvolutionarySearch(make_space(0.7), context=make_context(make_space(0.7))).step_scales == [1.0]

@@ -46,6 +46,9 @@ from prunetune.spaces.space import SearchSpace
 
 # The front search's gap filling: a quarter of the budget, at most this many evaluations.
 DEFAULT_FILL, DEFAULT_FILL_MAX = 0.25, 16
+# The front search's switches draw from 0.5, 1 and 2 steps from this many evaluations per
+# front level (a level's search then has the evaluations to try large and small moves).
+MIXED_STEPS_PER_LEVEL = 32
 
 
 class _Fitness(base.Fitness):
@@ -97,10 +100,12 @@ class EvolutionarySearch(Strategy):
         offspring: λ, offspring per parent in budget mode (used to size screening), default 8.
         moves: most level switches per mutation (budget mode), default 3.
         step: sparsity moved per switch (fraction of the smaller side), default the grid step.
-        step_scales: multiples of ``step`` a switch draws its size from; default (1,) in
-            budget mode, (0.5, 1, 2) in Pareto mode (decided on the validation split, budget
-            mode's by ``benchmarks/decide_defaults.py``, the front search's by
-            ``benchmarks/decide_front.py``).
+        step_scales: multiples of ``step`` a switch draws its size from; default (1,), and
+            (0.5, 1, 2) with ``front: nsga2`` or when the front search has at least 32
+            evaluations per front level (decided on the validation split: budget mode's
+            by ``benchmarks/decide_defaults.py``, the front search's by
+            ``benchmarks/decide_front.py``: fixed steps won with 16 a level, mixed ones
+            with 64).
         screen: fraction of the search split to screen offspring on (0 or 1: no screening),
             default 0 (every offspring at full fidelity); e.g. 0.25.
         front: Pareto mode, "levels" (level-switch searches at the front levels, then
@@ -163,7 +168,9 @@ class EvolutionarySearch(Strategy):
         if not 0.0 < self.step < 1.0:
             raise OptionError("step", step, "must be in (0, 1)")
         if step_scales is None:
-            step_scales = (1.0,) if self.front == "budget" else (0.5, 1.0, 2.0)
+            mixed = self.front == "nsga2" or (
+                self.front == "levels" and budget >= MIXED_STEPS_PER_LEVEL * len(space.front_levels()))
+            step_scales = (0.5, 1.0, 2.0) if mixed else (1.0,)
         scales = [float(x) for x in step_scales]
         if not scales or not all(0.0 < x * self.step < 1.0 for x in scales):
             raise OptionError("step_scales", list(step_scales), f"must be a non-empty list of multiples of "
