@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
             ran = {"score_split": "report", **earlier["args"]}
             if any(ran[k] != vars(args)[k] for k in same):
                 raise SystemExit(f"--budget-runs-from {args.budget_runs_from}: its {same} differ from these")
+            # The Llama is trained here, and its training moves with the machine: the searches
+            # kept must have pruned the same dense model.
+            dense = bench.task.dense_reference()
+            if earlier.get("dense") != dense:
+                raise SystemExit(f"--budget-runs-from {args.budget_runs_from}: its dense model scored "
+                                 f"{earlier.get('dense')}, this one {dense}: not the same model")
             budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
         validation_uniform = None
         if args.score_split == "validation":
