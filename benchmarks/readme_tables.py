@@ -953,7 +953,8 @@ def front_settings_section() -> list[str]:
         d = json.loads(path.read_text())
         levels = list(d["settings"][0]["levels"])
         lines += [f"`benchmarks/decide_front.py` over `pareto_front.py --score-split validation` runs: the front "
-                  f"search on {d['model']} with {d['budget']} evaluations, one setting of its options per row, "
+                  f"search on {d['model']} with {d['budget']} evaluations, one setting of its options per row "
+                  "(over the code's defaults when the runs were made; `{}`: those defaults), "
                   f"{len(d['settings'][0]['seeds'])} seeds. Every front is scored on the validation split; REPORT "
                   "plays no part. Validation `1 - fidelity` of the front at each level (best at that size or "
                   "smaller), mean over seeds; the score decided on is its mean over the levels (± half the range "
@@ -1048,7 +1049,10 @@ def front_search_section() -> list[str]:
                         + (" against uniform (the quarter-budget searches were not run)" if unrun else "")
                         + (f" and ties the quarter-budget search within the seed spread at {', '.join(ties)}"
                            if ties else "")
-                        + ("" if wins + len(ties) == total else " (**not at every level**)") + ".")
+                        + ("" if wins + len(ties) == total else " (**not at every level**)")
+                        + (f"; hypervolume {summ['hypervolume']:.4f} against the uniform sweep's "
+                           f"{summ['uniform_sweep']['hypervolume']:.4f}"
+                           if summ.get("hypervolume") is not None and summ.get("uniform_sweep") else "") + ".")
     rp = load("report_phase")
     if rp is not None:
         verdicts.append(f"- The report phase on the demo spec (`{rp['spec']}`: {rp['trials']} evaluations, "
@@ -1188,6 +1192,11 @@ def headline() -> str:
              "How far below the uniform and OWL baselines each search strategy's best allocation gets: "
              "REPORT-split `1 - fidelity` of MiniLM at the overall sparsity shown (lower is better).", ""]
     lines += table or ["Not yet run (`benchmarks/search_quality.py`)."]
+    verdicts = [x for x in front_search_section() if x.startswith("- ")]
+    if verdicts:
+        lines += ["", "Pareto mode, the evolutionary front search against the uniform sweep and against a "
+                  "budget-mode search given a quarter of the evaluations, at each front level (REPORT, means "
+                  "over seeds; the tables are on the results page):", "", *verdicts]
     if FIGURE.exists():
         lines += ["", f"![fronts against the uniform and OWL baselines]({link(FIGURE, README)})"]
     lines += ["", "Every other table (Pareto mode, reconstruction, a causal LM, the cost of an evaluation, "
