@@ -234,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for strategy in strategies:
-                if strategy in ("uniform", "owl") and seed > 0 and not args.pareto:
+                if strategy in ("uniform", "owl") and seed > 0:
                     rows.append(dict(next(r for r in rows if r["strategy"] == strategy), seed=seed))
-                    continue  # deterministic baselines: one run stands for every seed
+                    continue  # deterministic baselines (a level or a sweep of levels): one run stands for every seed
                 row = run_one(args, bench, strategy, seed, f"sqlite:///{tmp}/{strategy}-{seed}.db")
                 rows.append(row)
                 r1 = row.get("retrieval_at_1")
