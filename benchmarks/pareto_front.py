@@ -154,10 +154,27 @@ def uniform_sweep(path: Path, total_of: Workbench) -> dict[str, Any]:
                          "points have no REPORT score (a thinned report phase); the hypervolume needs the "
                          "whole sweep scored: rerun search_quality.py --pareto")
     total = total_of.space.prunable_params + total_of.space.extra_params
-    pts = [(p["report"]["fidelity"], p["size"] / total) for p in run["front"] if "fidelity" in p["report"]]
+    pts = [(p["report"]["fidelity"], p["size"] / total) for p in run["front"]]
     return {"file": str(path.relative_to(ROOT)) if path.is_absolute() else str(path),
             "budget": data["args"]["budget"], "points": len(pts),
             "hypervolume": hypervolume(pts, HV_REFERENCE), "wall_seconds": run["wall_seconds"]}
+
+
+def earlier_result(flag: str, path: Path, args: argparse.Namespace, bench: Workbench,
+                   same: tuple[str, ...]) -> dict[str, Any]:
+    """An earlier result whose runs this one keeps: its ``same`` arguments must be these,
+    and it must have pruned the same dense model (the Llama is trained here, and its
+    training moves with the machine)."""
+    earlier: dict[str, Any] = json.loads(path.read_text())
+    # files from before --options and --score-split ran with their defaults
+    ran = {"options": {}, "score_split": "report", **earlier["args"]}
+    if any(ran[k] != vars(args)[k] for k in same):
+        raise SystemExit(f"{flag} {path}: its {same} differ from these")
+    dense = bench.task.dense_reference()
+    if earlier.get("dense") != dense:
+        raise SystemExit(f"{flag} {path}: its dense model scored {earlier.get('dense')}, this one {dense}: "
+                         "not the same model")
+    return earlier
 
 
 def result_file(value: str) -> Path:
@@ -259,27 +276,14 @@ def main(argv: list[str] | None = None) -> int:
             model = {"path": str(train_llama(tmp / "llama", args.steps, 128 * (64 + 32 + 64)))}
         bench = build_workbench(make_spec(args, model, seed=0, trials=args.budget))
         runs, budget_rows = [], []
-        if args.reuse:
-            earlier = json.loads(args.reuse.read_text())
-            same = ("model", "budget", "levels", "reconstruction", "options", "score_split")
-            # files from before --options and --score-split ran with their defaults
-            ran = {"options": {}, "score_split": "report", **earlier["args"]}
-            if any(ran[k] != vars(args)[k] for k in same):
-                raise SystemExit(f"--reuse {args.reuse}: its {same} differ from these")
-            runs = earlier["runs"][:args.seeds]
-            budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
-        elif args.budget_runs_from:
-            earlier = json.loads(args.budget_runs_from.read_text())
-            same = ("model", "budget", "levels", "reconstruction", "score_split")
-            ran = {"score_split": "report", **earlier["args"]}
-            if any(ran[k] != vars(args)[k] for k in same):
-                raise SystemExit(f"--budget-runs-from {args.budget_runs_from}: its {same} differ from these")
-            # The Llama is trained here, and its training moves with the machine: the searches
-            # kept must have pruned the same dense model.
-            dense = bench.task.dense_reference()
-            if earlier.get("dense") != dense:
-                raise SystemExit(f"--budget-runs-from {args.budget_runs_from}: its dense model scored "
-                                 f"{earlier.get('dense')}, this one {dense}: not the same model")
+        if args.reuse or args.budget_runs_from:
+            # --reuse keeps the fronts too, so their options must match; the budget-mode
+            # searches take no front option.
+            flag, path = ("--reuse", args.reuse) if args.reuse else ("--budget-runs-from", args.budget_runs_from)
+            same = ("model", "budget", "levels", "reconstruction", "score_split") + (("options",) if args.reuse else ())
+            earlier = earlier_result(flag, path, args, bench, same)
+            if args.reuse:
+                runs = earlier["runs"][:args.seeds]
             budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
         validation_uniform = None
         if args.score_split == "validation":
