@@ -279,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.reuse or args.budget_runs_from:
             # --reuse keeps the fronts too, so their options must match; the budget-mode
             # searches take no front option.
-            flag, path = ("--reuse", args.reuse) if args.reuse else ("--budget-runs-from", args.budget_runs_from)
+            # (not ``path``: that is where this result goes, and adding seeds names a new file)
+            flag, earlier_path = (("--reuse", args.reuse) if args.reuse
+                                  else ("--budget-runs-from", args.budget_runs_from))
             same = ("model", "budget", "levels", "reconstruction", "score_split") + (("options",) if args.reuse else ())
-            earlier = earlier_result(flag, path, args, bench, same)
+            earlier = earlier_result(flag, earlier_path, args, bench, same)
             if args.reuse:
                 runs = earlier["runs"][:args.seeds]
             budget_rows = [b for b in earlier["budget_runs"] if b["seed"] < args.seeds]
