@@ -985,9 +985,14 @@ def front_settings_section() -> list[str]:
     return lines
 
 
-def half_range(xs: list[float]) -> float:
-    """Half the range over seeds (0 for fewer than two)."""
-    return (max(xs) - min(xs)) / 2 if len(xs) > 1 else 0.0
+def diff_error(a: list[float], b: list[float]) -> float | None:
+    """The standard error of the difference of two means over seeds (each arm's sample
+    standard deviation; None with fewer than two seeds in either)."""
+    import statistics
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return float((statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5)
 
 
 def front_search_section() -> list[str]:
@@ -1018,17 +1023,20 @@ def front_search_section() -> list[str]:
                 return "not run"
             return f"{-v:.2f}" if lower else f"{1 - v:.4f}"
 
-        wins, ties = 0, []
+        wins, ties, close = 0, [], []
         for level, row in summ["levels"].items():
             f, u, b = row["front"], row["uniform"], row["budget_quarter"]
             # Stored qualities are higher-is-better on both tasks (perplexity is stored negated).
             ok = f is not None and u is not None and f > u and (b is None or not b > f)
             wins += ok
-            if not ok and f is not None and u is not None and f > u and b is not None:
-                # Behind the quarter-budget search by less than the seed-to-seed spread: a tie.
-                spread = max(half_range(row.get("front_runs") or []), half_range(row.get("budget_quarter_runs") or []))
-                if b - f <= spread:
-                    ties.append(f"{level} ({shown(f)} against {shown(b)}, seed spread ±{abs(spread):{'.2f' if lower else '.4f'}})")
+            if f is not None and u is not None and f > u and b is not None:
+                # Within two standard errors of the difference of the means, behind (a tie) or
+                # ahead (a win, named as close): seeds cannot tell the two apart.
+                se = diff_error(row.get("front_runs") or [], row.get("budget_quarter_runs") or [])
+                if se is not None and abs(b - f) <= 2 * se:
+                    (close if ok else ties).append(
+                        f"{level} ({shown(f)} against {shown(b)}; two standard errors "
+                        f"{2 * se:{'.2f' if lower else '.4f'}})")
             cell = f"**{shown(f)}**" if ok else shown(f)
             lines.append(f"| {level} | {cell} | {shown(u)} | {shown(b)} |")
         total = len(summ["levels"])
@@ -1041,13 +1049,19 @@ def front_search_section() -> list[str]:
             extra.append(f"hypervolume (REPORT) {hv:.4f}" + (
                 f" against the uniform sweep's {uni['hypervolume']:.4f} ({uni['points']} levels, "
                 f"{hv / uni['hypervolume'] - 1:+.1%}; the sweep from `{Path(uni['file']).name}`)" if uni else ""))
+        if a.get("reuse"):
+            kept = len(json.loads((ROOT / a["reuse"]).read_text())["runs"]) if (ROOT / a["reuse"]).exists() else None
+            extra.append(f"seeds 0 to {kept - 1} kept from `{Path(a['reuse']).name}` (`--reuse`), the rest added"
+                         if kept and kept < seeds else f"runs kept from `{Path(a['reuse']).name}` (`--reuse`)")
         extra.append(f"search {summ['search_seconds']:.0f} s and REPORT scoring of the whole front "
                      f"{summ['report_seconds']:.0f} s per run")
         lines += ["", "; ".join(extra) + ".", ""]
         unrun = all(row["budget_quarter"] is None for row in summ["levels"].values())
         verdicts.append(f"- {title}: the front wins at {wins} of {total} levels"
                         + (" against uniform (the quarter-budget searches were not run)" if unrun else "")
-                        + (f" and ties the quarter-budget search within the seed spread at {', '.join(ties)}"
+                        + (" by the mean over seeds, but by less than two standard errors of the difference "
+                           f"from the quarter-budget search at {', '.join(close)}" if close else "")
+                        + (f" and ties the quarter-budget search (behind by less than two standard errors) at {', '.join(ties)}"
                            if ties else "")
                         + ("" if wins + len(ties) == total else " (**not at every level**)")
                         + (f"; hypervolume {summ['hypervolume']:.4f} against the uniform sweep's "

@@ -139,7 +139,7 @@ def test_bench_full_lines_count_the_steps_run_and_name_those_left(tmp_path: Path
     assert f"Not yet run: {second}, {third}," in text  # a failed step is not run
 
 
-def test_a_front_level_behind_the_quarter_budget_search_by_less_than_the_seed_spread_is_a_tie(
+def test_a_front_level_within_two_standard_errors_of_the_quarter_budget_search_is_named(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
@@ -150,10 +150,13 @@ def test_a_front_level_behind_the_quarter_budget_search_by_less_than_the_seed_sp
     (tmp_path / "pareto_front-minilm-b256-n3.json").write_text(json.dumps({
         "args": {"seeds": 3, "budget": 256}, "quality": "fidelity", "dense": {},
         "summary": {"search_seconds": 1.0, "report_seconds": 1.0, "levels": {
-            "0.5": level([0.877, 0.877, 0.8735], [0.8759, 0.8790, 0.8746]),  # 0.0007 behind, spread ±0.0022
-            "0.6": level([0.78, 0.78, 0.78], [0.77, 0.77, 0.77]),  # ahead: a win
-            "0.8": level([0.48, 0.48, 0.48], [0.49, 0.49, 0.49])}}}))  # 0.01 behind, spread 0: a loss
+            "0.5": level([0.877, 0.877, 0.8735], [0.8759, 0.8790, 0.8746]),  # 0.0007 behind, 2 SE 0.0035: a tie
+            "0.6": level([0.78, 0.78, 0.78], [0.77, 0.77, 0.77]),  # ahead, no spread: a clear win
+            "0.7": level([0.64, 0.65, 0.63], [0.635, 0.645, 0.625]),  # 0.005 ahead, 2 SE 0.0163: a close win
+            "0.8": level([0.48, 0.48, 0.48], [0.49, 0.49, 0.49])}}}))  # 0.01 behind, no spread: a loss
     monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
     text = "\n".join(readme_tables.front_search_section())
-    assert ("the front wins at 1 of 3 levels and ties the quarter-budget search within the seed spread at "
-            "0.5 (0.1242 against 0.1235, seed spread ±0.0022) (**not at every level**)") in text
+    assert ("the front wins at 2 of 4 levels by the mean over seeds, but by less than two standard errors of the "
+            "difference from the quarter-budget search at 0.7 (0.3600 against 0.3650; two standard errors 0.0163) "
+            "and ties the quarter-budget search (behind by less than two standard errors) at 0.5 (0.1242 against "
+            "0.1235; two standard errors 0.0035) (**not at every level**)") in text
