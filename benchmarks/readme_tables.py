@@ -362,11 +362,20 @@ def naive_section() -> list[str]:
         if speed < 1.15:
             lines.append("  The speed difference is inside the ±15% timing noise.")
         masks = [x for x in search_runs() if reconstruction_of(x) == "none"]  # the naive side prunes masks too
-        same = best_cells(masks, "budget").get((a["sparsity"], a["budget"], r["side"]))
-        if same:
-            lines.append(f"  The same search in `search_quality.py` ({same['date'][:16]}): {same['mean']:.3f}"
-                         + (" (identical: quality is deterministic given the seed)."
-                            if abs(same["mean"] - r["one_minus_fidelity"]) < 5e-4 else "."))
+        cell = best_cells(masks, "budget").get((a["sparsity"], a["budget"], r["side"]))
+        twin = next((x for x in runs_of(cell["file"]) if x["strategy"] == r["side"] and x["seed"] == a["seed"]),
+                    None) if cell else None
+        if twin:  # the same strategy, target, budget and seed in the search-quality table
+            where = f"`search_quality.py` ({cell['date'][:16]}), seed {a['seed']}"
+            options = twin.get("options") or {}
+            if abs(twin["one_minus_fidelity"] - r["one_minus_fidelity"]) < 5e-4:
+                lines.append(f"  The same search in {where}: {twin['one_minus_fidelity']:.3f} "
+                             "(identical: quality is deterministic given the seed).")
+            else:
+                lines.append(f"  In {where}: {twin['one_minus_fidelity']:.3f}"
+                             + (f", run there with `{json.dumps(options)}` and here with the job's default "
+                                "options, so the two are not the same search." if options else
+                                "; the same options, so this difference is unexplained."))
     n_layers = len(naive["allocation"])
     lines += [
         "- The same on both sides: the calibration, search and REPORT splits, the exact projection onto "
