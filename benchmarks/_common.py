@@ -4,7 +4,7 @@ can tell which code, model, data, seeds and machine produced it.
 ``provenance(config, bench=..., seeds=...)`` returns one dict for the result's
 ``"provenance"`` key: a hash of the benchmark's configuration (the spec's own digest when
 a spec is given), the model fingerprint and data-split hashes of a workbench, the seeds,
-package versions, the git commit, the date (UTC) and the machine.
+package versions, the git commit, the date (UTC), the machine and its CPU.
 """
 
 from __future__ import annotations
@@ -38,6 +38,26 @@ def machine() -> str:
     """``x86_64 Linux, 2 CPUs`` plus the processor name where the platform reports one."""
     cpu = platform.processor()
     return f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs" + (f" ({cpu})" if cpu else "")
+
+
+def cpu() -> str:
+    """The processor and the vector kernels torch picked on it, e.g. ``AMD EPYC (family 25
+    model 17), torch AVX512``. Float results of the same code can differ in the last bits
+    between kernel levels, and a model trained from scratch (the benchmarks' Llama) then
+    comes out another model: this is what tells such a rerun apart."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    import torch
+
+    return f"{name}, torch {torch.backends.cpu.get_cpu_capability()}"
 
 
 def git_commit() -> str:
@@ -85,5 +105,6 @@ def provenance(
         "git_commit": COMMIT_AT_START,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
+        "cpu": cpu(),
     }
     return out

@@ -347,6 +347,8 @@ def naive_section() -> list[str]:
         f"{d['dense']['retrieval_at_1']:.3f}) |", "|---|---|---|---|",
     ]
     naive = d["runs"][0]
+    masks = [x for x in search_runs() if reconstruction_of(x) == "none"]  # the naive side prunes masks too
+    cells = best_cells(masks, "budget")
     for r in d["runs"]:
         name = "naive Optuna + torch.nn.utils.prune" if r["side"] == "naive" else f"prunetune `{r['side']}`"
         lines.append(f"| {name} | {r['seconds_per_evaluation']:.2f} | {r['one_minus_fidelity']:.3f} | "
@@ -361,8 +363,7 @@ def naive_section() -> list[str]:
                         f"against {naive['one_minus_fidelity']:.3f})."))
         if speed < 1.15:
             lines.append("  The speed difference is inside the ±15% timing noise.")
-        masks = [x for x in search_runs() if reconstruction_of(x) == "none"]  # the naive side prunes masks too
-        cell = best_cells(masks, "budget").get((a["sparsity"], a["budget"], r["side"]))
+        cell = cells.get((a["sparsity"], a["budget"], r["side"]))
         twin = next((x for x in runs_of(cell["file"]) if x["strategy"] == r["side"] and x["seed"] == a["seed"]),
                     None) if cell else None
         if twin:  # the same strategy, target, budget and seed in the search-quality table
@@ -701,7 +702,8 @@ def reproduction_section() -> list[str]:
               f"{sum(1 for r in exact if r['within'])} of {len(exact)} quality figures exact.", ""]
     if outside:
         lines += ["| figure | recorded | this run | change |", "|---|---|---|---|"]
-        lines += [f"| {r['figure']} | {r['reference']:.4g} | {r['candidate']:.4g} | {r['delta']} |" for r in outside]
+        lines += [f"| {r['figure']} | {r['reference']:.4g} | {r['candidate']:.4g} | {r['delta']}"
+                  + (f" ({r['cause']})" if r.get("cause") else "") + " |" for r in outside]
         lines += ["", "The rows above fall outside that band; the tables in this section show the newer figures."]
     return [*lines, "", *after_moves_lines(), *bench_full_lines(), *rerun_lines()]
 
@@ -750,8 +752,14 @@ def rerun_lines() -> list[str]:
 
 
 def listed(rows: list[dict[str, Any]]) -> str:
-    """Reproduction rows as "figure delta, figure delta"."""
-    return ", ".join(f"{r['figure']} {r['delta']}" for r in rows)
+    """Reproduction rows as "figure delta, figure delta"; rows whose two files were made by
+    another model or on another CPU (``reproduce.compare``'s ``cause``) grouped by it, and it named."""
+    causes: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        causes.setdefault(r.get("cause") or "", []).append(r)
+    return "; ".join((f"from {cause}, so not the same computation: " if cause else "")
+                     + ", ".join(f"{r['figure']} {r['delta']}" for r in group)
+                     for cause, group in sorted(causes.items()))
 
 
 def after_moves_lines() -> list[str]:
@@ -1105,7 +1113,7 @@ def page() -> tuple[str, int]:
     head = [GENERATED, "", "# Results", "",
             "The table of record: every figure below is read from the JSON files in "
             "`benchmarks/results/` (each with its provenance: config or spec hash, model fingerprint, "
-            "data-split hashes, seeds, package versions, date and machine). `make bench` reruns the CPU "
+            "data-split hashes, seeds, package versions, date, machine and CPU). `make bench` reruns the CPU "
             "set (30 to 40 minutes on 2 cores), regenerates this page and checks each figure it rewrote "
             "against the recorded one (the last section); `make bench-full` adds the "
             "3-seed, 256-evaluation, Pareto and multi-fidelity runs.", "",

@@ -165,27 +165,60 @@ def figures(results: Path, only: set[str] | None = None) -> dict[str, tuple[floa
     return out
 
 
+def settings(results: Path) -> dict[str, dict[str, str]]:
+    """File name -> the model fingerprint and CPU its provenance records (those it records)."""
+    out = {}
+    for path in sorted(results.glob("*.json")):
+        try:
+            prov = json.loads(path.read_text()).get("provenance")
+        except (json.JSONDecodeError, AttributeError):
+            continue
+        if isinstance(prov, dict):
+            out[path.name] = {k: str(prov[k]) for k in ("model_fingerprint", "cpu") if prov.get(k)}
+    return out
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> str | None:
+    """What differs between two files' settings, in words ("another model: fingerprint
+    2366a215 -> f8a1bdfb"); None when nothing both record differs."""
+    said = []
+    if before.get("model_fingerprint") and after.get("model_fingerprint") and \
+            before["model_fingerprint"] != after["model_fingerprint"]:
+        said.append(f"another model: fingerprint {before['model_fingerprint'][:8]} -> {after['model_fingerprint'][:8]}")
+    if before.get("cpu") and after.get("cpu") and before["cpu"] != after["cpu"]:
+        said.append(f"another CPU: {before['cpu']} -> {after['cpu']}")
+    return "; ".join(said) or None
+
+
 def compare(reference: dict[str, tuple[float, str, str]], candidate: dict[str, tuple[float, str, str]],
-            *, exact_tolerance: float = EXACT_TOLERANCE,
-            timing_tolerance: float = TIMING_TOLERANCE) -> list[dict[str, Any]]:
+            *, exact_tolerance: float = EXACT_TOLERANCE, timing_tolerance: float = TIMING_TOLERANCE,
+            context: tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]] | None = None,
+            ) -> list[dict[str, Any]]:
+    """One row per figure both sides hold. With ``context`` (:func:`settings` of the reference
+    folder and of the candidate's), a row whose two files record another model or CPU says
+    so under ``"cause"``: its figures were not made by the same computation."""
     rows = []
     for key in sorted(reference.keys() & candidate.keys()):
-        (ref, kind, _), (new, _, _) = reference[key], candidate[key]
+        (ref, kind, ref_file), (new, _, new_file) = reference[key], candidate[key]
         if kind == EXACT:
             within = abs(new - ref) <= exact_tolerance
             delta = f"{new - ref:+.4g}"
         else:
             within = ref != 0 and abs(new / ref - 1.0) <= timing_tolerance
             delta = f"{(new / ref - 1.0) * 100:+.1f}%" if ref else "n/a"
-        rows.append({"figure": key, "kind": kind, "reference": ref, "candidate": new,
-                     "delta": delta, "within": within})
+        row: dict[str, Any] = {"figure": key, "kind": kind, "reference": ref, "candidate": new,
+                               "delta": delta, "within": within}
+        cause = context and changed(context[0].get(ref_file, {}), context[1].get(new_file, {}))
+        if cause:
+            row["cause"] = cause
+        rows.append(row)
     return rows
 
 
 def render(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'figure':58s} {'kind':6s} {'reference':>10s} {'this run':>10s} {'delta':>9s}"]
     for r in rows:
-        mark = "" if r["within"] else "  OUTSIDE"
+        mark = ("" if r["within"] else "  OUTSIDE") + (f" ({r['cause']})" if r.get("cause") else "")
         lines.append(f"{r['figure']:58s} {r['kind']:6s} {r['reference']:10.4f} {r['candidate']:10.4f} "
                      f"{r['delta']:>9s}{mark}")
     outside = sum(1 for r in rows if not r["within"])
@@ -216,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                     "result files the rerun wrote there, comma-separated")
     candidate = figures(args.candidate, wanted)
     reference = figures(args.reference)
-    rows = compare(reference, candidate,
-                   exact_tolerance=args.exact_tolerance, timing_tolerance=args.timing_tolerance)
+    rows = compare(reference, candidate, exact_tolerance=args.exact_tolerance,
+                   timing_tolerance=args.timing_tolerance, context=(settings(args.reference), settings(args.candidate)))
     print(render(rows))
     if args.out:
         args.out.write_text(json.dumps({

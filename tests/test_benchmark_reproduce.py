@@ -114,3 +114,41 @@ def test_files_reads_a_figure_from_the_named_file_when_another_file_holds_it_too
     rows = {r["figure"]: (r["candidate"], r["within"]) for r in json.loads(out.read_text())["rows"]}
     assert rows["pareto_front: minilm b64 seed 0 front at 0.5"] == (0.80, False)
     assert set(json.loads(out.read_text())["files"]["candidate"]) == {"pareto_front-minilm-b64-n1.json"}
+
+
+def test_a_figure_made_by_another_model_names_the_change(tmp_path: Path) -> None:
+    # The benchmark trains its Llama from scratch: on another CPU it can come out another
+    # model, and every figure moves with it. The comparison must say so, not only "outside".
+    for side, fp, cpu, ppl in (("old", "2366a215aa363673", "EPYC (family 25 model 1), torch AVX2", 3.548),
+                               ("new", "f8a1bdfb4d7abe83", "EPYC (family 25 model 17), torch AVX512", 3.541)):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "causal_lm.json").write_text(json.dumps({
+            "provenance": {"model_fingerprint": fp, "cpu": cpu, "git_commit": side, "date": "d"},
+            "dense": ppl, "methods": {}}))
+        (tmp_path / side / "eval_cost.json").write_text(json.dumps({  # the same model, no CPU recorded
+            "provenance": {"model_fingerprint": "7aabbfe8c597fa72"}, "eval_over_forward": 1.0, "naive_over_forward": 1.5}))
+    out = tmp_path / "cmp.json"
+    reproduce.main(["--reference", str(tmp_path / "old"), "--candidate", str(tmp_path / "new"), "--out", str(out)])
+    rows = {r["figure"]: r for r in json.loads(out.read_text())["rows"]}
+    dense = rows["causal_lm: dense perplexity"]
+    assert not dense["within"]
+    assert dense["cause"] == ("another model: fingerprint 2366a215 -> f8a1bdfb; another CPU: EPYC (family 25 model 1), "
+                              "torch AVX2 -> EPYC (family 25 model 17), torch AVX512")
+    assert "cause" not in rows["eval_cost: evaluation / forward"]
+    assert reproduce.changed({"model_fingerprint": "a"}, {}) is None  # only what both files record is compared
+
+
+def test_the_provenance_records_the_cpu_and_torch_kernel_level() -> None:
+    import _common
+    import torch
+
+    assert _common.cpu().endswith(f", torch {torch.backends.cpu.get_cpu_capability()}")
+    assert _common.provenance({})["cpu"] == _common.cpu()
+
+
+def test_the_results_page_groups_the_figures_of_another_model_under_its_cause() -> None:
+    rows = [{"figure": "f1", "delta": "+0.2"}, {"figure": "s1", "delta": "-0.003"},
+            {"figure": "f2", "delta": "-0.1"}]
+    rows[0]["cause"] = rows[2]["cause"] = "another model: fingerprint a -> b"
+    assert reproduce.readme_tables.listed(rows) == (
+        "s1 -0.003; from another model: fingerprint a -> b, so not the same computation: f1 +0.2, f2 -0.1")
