@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import random
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,10 +55,31 @@ PEER = ROOT / "benchmarks" / "peers" / "llmcompressor"
 PEER_METHODS = ("sparsegpt", "wanda", "wanda-owl")
 
 
+# Training from scratch amplifies the last bits in which torch's vector kernels differ: the
+# same code trained another Llama on an AVX512 machine than on an AVX2 one, and every figure
+# moved with the model. So the training runs in a child with its kernels and threads pinned.
+TRAIN_KERNELS = "avx2"  # ATen's kernel level: every x86-64 machine of the last decade has it
+TRAIN_THREADS = 2
+
+
 def train_llama(out: Path, steps: int, used_bytes: int, seed: int = 0) -> Path:
-    """A small Llama trained on the part of the task's text stream its splits do not use."""
+    """A small Llama trained on the part of the task's text stream its splits do not use:
+    in a child process on x86 (ATen kernels pinned to ``TRAIN_KERNELS``, ``TRAIN_THREADS``
+    threads) so that the model is the same on any such machine; in this process elsewhere."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return _train_llama(out, steps, used_bytes, seed)
+    here = str(Path(__file__).resolve().parent)
+    code = (f"import sys; sys.path.insert(0, {here!r}); from pathlib import Path; from causal_lm import _train_llama; "
+            f"_train_llama(Path({str(out)!r}), {steps}, {used_bytes}, {seed})")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": TRAIN_KERNELS}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return out
+
+
+def _train_llama(out: Path, steps: int, used_bytes: int, seed: int) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.set_num_threads(TRAIN_THREADS)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,

@@ -1,0 +1,30 @@
+"""benchmarks/causal_lm.py: the Llama the benchmarks train is the same model whatever
+kernel level the process that asks for it runs with."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the training is pinned to ATen's AVX2 kernels on x86 only")
+def test_the_trained_llama_does_not_depend_on_the_callers_kernels(tmp_path: Path) -> None:
+    code = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); from pathlib import Path; import causal_lm; "
+            "from transformers import AutoModelForCausalLM; from prunetune.evaluators.model import LoadedModel; "
+            "p = causal_lm.train_llama(Path(sys.argv[1]), 3, 128 * 160); "
+            "print('FP', LoadedModel(model=AutoModelForCausalLM.from_pretrained(p), name='l').fingerprint())")
+    fingerprints = {}
+    for level in ("default", "avx2"):  # scalar kernels and vector ones give other float bits
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": level}
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / level)], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        fingerprints[level] = next(line.split()[1] for line in out.splitlines() if line.startswith("FP "))
+    assert fingerprints["default"] == fingerprints["avx2"]
