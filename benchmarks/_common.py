@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from prunetune.engine.runner import package_versions
 from prunetune.engine.workbench import Workbench
 from prunetune.evaluators.model import LoadedModel
@@ -55,8 +57,6 @@ def cpu() -> str:
     name = fields.get("model name") or platform.processor() or platform.machine()
     if "cpu family" in fields and "model" in fields:
         name += f" (family {fields['cpu family']} model {fields['model']})"
-    import torch
-
     return f"{name}, torch {torch.backends.cpu.get_cpu_capability()}"
 
 
