@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import COMMIT_AT_START  # benchmarks/_common.py (the script's folder is on sys.path)
+from _common import COMMIT_AT_START, cpu  # benchmarks/_common.py (the script's folder is on sys.path)
 
 from prunetune.engine.runner import provenance, run_job
 from prunetune.engine.workbench import build_workbench
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "search_quality", "mode": "pareto" if args.pareto else "budget",
         "args": vars(args), "score_split": args.score_split, "started": started.isoformat(), "git_commit": commit,
         "machine": f"{platform.machine()} {platform.system()} {platform.processor()}",
-        "provenance": provenance(bench.spec, bench), "dense": bench.task.dense_reference(),
+        "provenance": provenance(bench.spec, bench) | {"cpu": cpu()}, "dense": bench.task.dense_reference(),
         "reconstruction": args.reconstruction, "levels": level_figures(bench),
         "hv_reference": HV_REFERENCE if args.pareto else None,
         "summary": summary, "retrieval": summarise(rows, "retrieval_at_1") if not args.pareto else None,
