@@ -165,10 +165,13 @@ def figures(results: Path, only: set[str] | None = None) -> dict[str, tuple[floa
     return out
 
 
-def settings(results: Path) -> dict[str, dict[str, str]]:
-    """File name -> the model fingerprint and CPU its provenance records (those it records)."""
+def settings(results: Path, names: set[str] | None = None) -> dict[str, dict[str, str]]:
+    """File name -> the model fingerprint and CPU its provenance records (those it records);
+    with ``names``, of those files alone (e.g. the files :func:`figures` read)."""
     out = {}
     for path in sorted(results.glob("*.json")):
+        if names is not None and path.name not in names:
+            continue
         try:
             prov = json.loads(path.read_text()).get("provenance")
         except (json.JSONDecodeError, AttributeError):
@@ -188,6 +191,11 @@ def changed(before: dict[str, str], after: dict[str, str]) -> str | None:
     if before.get("cpu") and after.get("cpu") and before["cpu"] != after["cpu"]:
         said.append(f"another CPU: {before['cpu']} -> {after['cpu']}")
     return "; ".join(said) or None
+
+
+def read_from(figs: dict[str, tuple[float, str, str]]) -> set[str]:
+    """The result files the figures of :func:`figures` were read from."""
+    return {file for _, _, file in figs.values()}
 
 
 def compare(reference: dict[str, tuple[float, str, str]], candidate: dict[str, tuple[float, str, str]],
@@ -250,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     candidate = figures(args.candidate, wanted)
     reference = figures(args.reference)
     rows = compare(reference, candidate, exact_tolerance=args.exact_tolerance,
-                   timing_tolerance=args.timing_tolerance, context=(settings(args.reference), settings(args.candidate)))
+                   timing_tolerance=args.timing_tolerance,
+                   context=(settings(args.reference, read_from(reference)), settings(args.candidate, read_from(candidate))))
     print(render(rows))
     if args.out:
         args.out.write_text(json.dumps({

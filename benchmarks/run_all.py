@@ -136,7 +136,8 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
     start, started_at = time.perf_counter(), time.time()
     results = RESULTS
     recorded = reproduce.figures(results)  # what the README showed before this run
-    recorded_settings = reproduce.settings(results)  # the model and CPU each of those files records
+    # The model and CPU each of those files records.
+    recorded_settings = reproduce.settings(results, reproduce.read_from(recorded))
     # --only alone is a partial run with its own file; with --resume it is a sitting of the set.
     out = results / f"run_all-{args.set}{'-partial' if args.only and not args.resume else ''}.json"
     rows: list[dict[str, object]] = []
@@ -159,7 +160,8 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
         now = reproduce.figures(results)
         rewritten = {k: v for k, v in now.items() if (results / v[2]).stat().st_mtime >= started_at}
         fresh = {str(r["figure"]): r for r in reproduce.compare(
-            recorded, rewritten, context=(recorded_settings, reproduce.settings(results)))}
+            recorded, rewritten,
+            context=(recorded_settings, reproduce.settings(results, reproduce.read_from(rewritten))))}
         reproduction = sorted({**kept, **fresh}.values(), key=lambda r: str(r["figure"]))
         out.write_text(json.dumps({
             "benchmark": "run_all", "set": args.set, "provenance": provenance(vars(args)),

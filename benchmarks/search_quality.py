@@ -42,7 +42,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import COMMIT_AT_START, cpu  # benchmarks/_common.py (the script's folder is on sys.path)
+# benchmarks/_common.py (the script's folder is on sys.path)
+from _common import COMMIT_AT_START, cpu
 
 from prunetune.engine.runner import provenance, run_job
 from prunetune.engine.workbench import build_workbench

@@ -136,6 +136,9 @@ def test_a_figure_made_by_another_model_names_the_change(tmp_path: Path) -> None
                               "torch AVX2 -> EPYC (family 25 model 17), torch AVX512")
     assert "cause" not in rows["eval_cost: evaluation / forward"]
     assert reproduce.changed({"model_fingerprint": "a"}, {}) is None  # only what both files record is compared
+    # Settings are read from the named files alone (those the figures came from).
+    assert set(reproduce.settings(tmp_path / "new", {"eval_cost.json"})) == {"eval_cost.json"}
+    assert set(reproduce.settings(tmp_path / "new")) == {"causal_lm.json", "eval_cost.json"}
 
 
 def test_the_provenance_records_the_cpu_and_torch_kernel_level() -> None:
