@@ -188,6 +188,15 @@ def result_file(value: str) -> Path:
     return found[-1]
 
 
+def shown(value: Any) -> Any:
+    """An argument as the result file records it: a path inside the project relative to
+    its root (``latest:`` resolves to an absolute path), so the file reads the same on
+    every checkout."""
+    if not isinstance(value, Path):
+        return value
+    return str(value.relative_to(ROOT) if value.is_absolute() and value.is_relative_to(ROOT) else value)
+
+
 def mean(xs: list[float]) -> float | None:
     return statistics.fmean(xs) if xs else None
 
@@ -216,7 +225,7 @@ def summarize(args: argparse.Namespace, bench: Workbench, started: str, runs: li
     summary["search_seconds"] = mean([r["phases"]["search"] for r in runs])
     summary["report_seconds"] = mean([r["phases"]["report_front"] for r in runs])
     return {
-        "benchmark": "pareto_front", "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "benchmark": "pareto_front", "args": {k: shown(v) for k, v in vars(args).items()},
         "started": started, "quality": bench.task.quality_name, "dense": bench.task.dense_reference(),
         "hv_reference": HV_REFERENCE, "summary": summary, "runs": runs, "budget_runs": budget_rows,
         "provenance": provenance(vars(args), bench=bench, seeds=[r["seed"] for r in runs]),

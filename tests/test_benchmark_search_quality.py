@@ -31,3 +31,12 @@ def test_the_front_search_refuses_a_thinned_uniform_sweep(tmp_path: Path) -> Non
         {"strategy": "uniform", "front": front, "wall_seconds": 1.0}]}))
     with pytest.raises(SystemExit, match="2 of the uniform sweep's 4 front points have no REPORT score"):
         pareto_front.uniform_sweep(path, None)  # type: ignore[arg-type]
+
+
+def test_the_front_file_records_project_paths_relative_to_the_root(tmp_path: Path) -> None:
+    # latest:PREFIX resolves to an absolute path; the file must not carry this checkout's folder.
+    inside = pareto_front.ROOT / "benchmarks" / "results" / "x.json"
+    assert pareto_front.shown(inside) == "benchmarks/results/x.json"
+    assert pareto_front.shown(tmp_path / "y.json") == str(tmp_path / "y.json")
+    assert pareto_front.shown(Path("rel/z.json")) == "rel/z.json"
+    assert pareto_front.shown(3) == 3
