@@ -55,9 +55,14 @@ PEER = ROOT / "benchmarks" / "peers" / "llmcompressor"
 PEER_METHODS = ("sparsegpt", "wanda", "wanda-owl")
 
 
-# Training from scratch amplifies the last bits in which torch's vector kernels differ: the
-# same code trained another Llama on an AVX512 machine than on an AVX2 one, and every figure
-# moved with the model. So the training runs in a child with its kernels and threads pinned.
+# Training from scratch amplifies the last bits in which float kernels differ: the same code
+# trained another Llama at torch's AVX512 kernels than at its AVX2 ones, and every figure moved
+# with the model. So the training runs in a child with ATen's kernels and threads pinned.
+# That holds the model across the kernel levels torch may pick, not across processors whose
+# MKL takes another code path for the matrix products: pinned, an Intel Xeon (2026-12-07)
+# trained another model (e467c7be) than AMD EPYCs (f8a1bdfb), and none of MKL_CBWR=AVX2, AVX,
+# SSE4_2 or COMPATIBLE gave the EPYCs' losses there. Such a rerun's figures say so: the
+# provenance records the model fingerprint and the CPU, and reproduce names them as the cause.
 TRAIN_KERNELS = "avx2"  # ATen's kernel level: every x86-64 machine of the last decade has it
 TRAIN_THREADS = 2
 
@@ -65,7 +70,9 @@ TRAIN_THREADS = 2
 def train_llama(out: Path, steps: int, used_bytes: int, seed: int = 0) -> Path:
     """A small Llama trained on the part of the task's text stream its splits do not use:
     in a child process on x86 (ATen kernels pinned to ``TRAIN_KERNELS``, ``TRAIN_THREADS``
-    threads) so that the model is the same on any such machine; in this process elsewhere."""
+    threads) so that the model does not depend on the kernel level torch picks on the
+    machine (it still depends on the processor's MKL code path, see above); in this process
+    elsewhere."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return _train_llama(out, steps, used_bytes, seed)
     here = str(Path(__file__).resolve().parent)
