@@ -60,6 +60,12 @@ def cpu() -> str:
     return f"{name}, torch {torch.backends.cpu.get_cpu_capability()}"
 
 
+def project_path(path: Path) -> str:
+    """A path as a result file records it: relative to the project root when it lies inside
+    the project (so the file reads the same on every checkout), as given otherwise."""
+    return str(path.relative_to(ROOT) if path.is_absolute() and path.is_relative_to(ROOT) else path)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)

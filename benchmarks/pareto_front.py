@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, provenance
+from _common import ROOT, project_path, provenance
 
 # run_job imports these when it needs them: load them now, before the tree can change.
 import prunetune.report.outputs  # noqa: F401
@@ -155,7 +155,7 @@ def uniform_sweep(path: Path, total_of: Workbench) -> dict[str, Any]:
                          "whole sweep scored: rerun search_quality.py --pareto")
     total = total_of.space.prunable_params + total_of.space.extra_params
     pts = [(p["report"]["fidelity"], p["size"] / total) for p in run["front"]]
-    return {"file": str(path.relative_to(ROOT)) if path.is_absolute() else str(path),
+    return {"file": project_path(path),
             "budget": data["args"]["budget"], "points": len(pts),
             "hypervolume": hypervolume(pts, HV_REFERENCE), "wall_seconds": run["wall_seconds"]}
 
@@ -189,12 +189,9 @@ def result_file(value: str) -> Path:
 
 
 def shown(value: Any) -> Any:
-    """An argument as the result file records it: a path inside the project relative to
-    its root (``latest:`` resolves to an absolute path), so the file reads the same on
-    every checkout."""
-    if not isinstance(value, Path):
-        return value
-    return str(value.relative_to(ROOT) if value.is_absolute() and value.is_relative_to(ROOT) else value)
+    """An argument as the result file records it: a path by :func:`project_path`
+    (``latest:`` resolves to an absolute one)."""
+    return project_path(value) if isinstance(value, Path) else value
 
 
 def mean(xs: list[float]) -> float | None:

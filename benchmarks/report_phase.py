@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, provenance
+from _common import ROOT, project_path, provenance
 
 # run_job imports these when it needs them: load them now, before the tree can change.
 import prunetune.engine.baselines
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     phases = dict(out.extra["phases"])  # type: ignore[call-overload]
     report = phases["report_front"] + phases["report_baselines"]
     result = {
-        "benchmark": "report_phase", "spec": str(args.spec.relative_to(ROOT)) if args.spec.is_absolute() else str(args.spec),
+        "benchmark": "report_phase", "spec": project_path(args.spec),
         "trials": len(out.results), "front_points": len(out.front), "report_points": len(out.reports),
         "baseline_points": sum(len(v) for v in (out.extra.get("baselines") or {}).values()),  # type: ignore[attr-defined]
         "phases": phases, "search_seconds": phases["search"], "report_seconds": report,
