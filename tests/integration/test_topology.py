@@ -120,30 +120,53 @@ def test_compose_file_matches_the_topology() -> None:
 # -- the same topology as processes --------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Ports:
+    """Free loopback ports, each handed out once. A port probed free is free only until
+    someone binds it, so every port of the topology comes from one pool: Ray refuses to
+    start when two of its components (say the metrics port and a worker port) coincide."""
 
+    def __init__(self) -> None:
+        self.taken: set[int] = set()
 
-def _free_range(size: int) -> tuple[int, int]:
-    """``size`` consecutive free ports (Ray's worker port range for one node)."""
-    while True:
-        start = _free_port()
-        if start + size > 65000:
-            continue
-        socks = []
-        try:
-            for p in range(start, start + size):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
+    def one(self) -> int:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in self.taken:
+                self.taken.add(port)
+                return port
+
+    def span(self, size: int) -> tuple[int, int]:
+        """``size`` consecutive free ports (Ray's worker port range for one node)."""
+        while True:
+            start = self.one()
+            want = range(start, start + size)
+            if start + size > 65000 or self.taken.intersection(want[1:]):
+                continue
+            socks = []
+            try:
+                for p in want:
+                    s = socket.socket()
+                    socks.append(s)
+                    s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            finally:
+                for s in socks:
+                    s.close()
+            self.taken.update(want)
             return start, start + size - 1
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
+
+
+def test_ports_are_handed_out_once() -> None:
+    pool = Ports()
+    singles = [pool.one() for _ in range(32)]
+    ranges = [pool.span(48) for _ in range(2)]
+    spans = [set(range(lo, hi + 1)) for lo, hi in ranges]
+    assert len(set(singles)) == len(singles)
+    assert all(len(s) == 48 for s in spans) and not spans[0] & spans[1]
+    assert not set(singles) & (spans[0] | spans[1])
 
 
 class Topology:
@@ -244,11 +267,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _ray_node_ports(role: str) -> list[str]:
-    lo, hi = _free_range(48)
+def _ray_node_ports(role: str, pool: Ports) -> list[str]:
+    lo, hi = pool.span(48)
     names = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-grpc-port",
              "--dashboard-agent-listen-port", "--runtime-env-agent-port", "--metrics-export-port")
-    ports = [f"{n}={_free_port()}" for n in names]
+    ports = [f"{n}={pool.one()}" for n in names]
     # No --node-ip-address: Ray rewrites a loopback address to the machine's own, so every
     # node and driver must advertise that one (the machine is reachable only by itself).
     return [*ports, f"--min-worker-port={lo}", f"--max-worker-port={hi}",
@@ -260,14 +283,15 @@ def _ray_node_ports(role: str) -> list[str]:
 def test_the_deployment_as_processes_on_loopback(topology: Topology, postgres_url: str) -> None:
     upgrade(postgres_url)
     token = create_token(postgres_url, owner="nightly")
-    ray_port, api_port, dash_port = _free_port(), _free_port(), _free_port()
+    pool = Ports()
+    ray_port, api_port, dash_port = pool.one(), pool.one(), pool.one()
     cmds = service_commands(postgres_url, ray_port, api_port, dash_port, ray_host="127.0.0.1", host="127.0.0.1")
     ray_dir = f"--temp-dir={topology.ray_dir}"
-    topology.start("ray-head", [*cmds["ray-head"], ray_dir, *_ray_node_ports("head")])
+    topology.start("ray-head", [*cmds["ray-head"], ray_dir, *_ray_node_ports("head", pool)])
     head_log = topology.ray_dir / "session_latest"
     _poll(lambda: head_log.exists(), topology)
     # The work happens on the second node, as on the compose file's ray-worker.
-    topology.start("ray-worker", [*cmds["ray-worker"], ray_dir, "--num-cpus=2", *_ray_node_ports("worker")])
+    topology.start("ray-worker", [*cmds["ray-worker"], ray_dir, "--num-cpus=2", *_ray_node_ports("worker", pool)])
     topology.start("api", cmds["api"])
     topology.start("runner", [*cmds["runner"], "--poll", "0.5"])
     for k in (1, 2):
