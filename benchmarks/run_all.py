@@ -16,7 +16,9 @@ Each script runs as its own process, holding ``--lock`` (an exclusive ``flock``,
 themselves on a shared machine. The README is regenerated after every step, so an
 interrupted run leaves it consistent with the JSON that exists, and ``--resume`` continues
 it: the steps already finished are kept (with the provenance of each sitting), the rest run
-(``--resume --only a,b``: a sitting that runs just those, when they are unfinished). Writes
+(``--resume --only a,b``: a sitting that runs just those, when they are unfinished). A
+search-quality step stopped part way goes on from its last finished seed
+(``search_quality.py --resume``), so a step longer than a sitting spans several. Writes
 ``benchmarks/results/run_all-<set>.json`` (steps, wall times, RESULT lines) and ends with::
 
     RESULT steps=<n> failed=<n> wall_s=<s>
@@ -153,6 +155,8 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
     reproduction: list[dict[str, object]] = list(kept.values())
     sittings = [*earlier.get("sittings", []), provenance(vars(args))]  # type: ignore[list-item]
     for name, cmd in steps:
+        if args.resume and cmd[0] == SQ:  # a step stopped between seeds goes on from its last seed
+            cmd = [*cmd, "--resume"]
         rows.append(run_step(name, cmd, None if args.hold else args.lock or None))
         rows.sort(key=lambda r: order.index(str(r["step"])))
         # Judge only the figures this run wrote anew against what was recorded before it

@@ -25,6 +25,13 @@ default as many as search) and writes ``search_quality_validation-*.json``, whic
 README tables never read: tuning decisions (defaults, options) are made on these runs,
 and REPORT is read only for the published figures.
 
+A run writes ``<out>/partial/<name>.json`` after each seed (every strategy of that seed,
+finished and scored); ``--resume`` continues from it, running only the seeds it lacks, so
+a run longer than a sitting spans several. The settings, model and data must be the same
+(an error says which differs); each seed runs whole in one sitting, on one machine, and
+the final file lists the sittings (start, commit, CPU, seeds). The partial file is
+removed when the final one is written.
+
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/search_quality.py
 --sparsity 0.7 --budget 64 --seeds 1``.
 """
@@ -214,7 +221,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", type=float, default=0.95, help="per-layer sparsity cap")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/partial/<name>.json: run only the seeds it lacks")
     return p
+
+
+def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a result file records (and a resumed run must share)."""
+    return {k: v for k, v in vars(args).items() if k != "resume"}
+
+
+def resumed(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The partial file at ``path``, checked against this run's settings (before any work)."""
+    earlier = json.loads(path.read_text())
+    want = json.loads(json.dumps(recorded_args(args), default=str))  # as the file holds them
+    for key in sorted(set(want) | set(earlier["args"])):
+        if earlier["args"].get(key) != want.get(key):
+            raise SystemExit(f"--resume: {path} was run with {key}={earlier['args'].get(key)!r}, this run has "
+                             f"{key}={want.get(key)!r}; run with the same settings, or delete the file to start over")
+    return earlier
+
+
+def same_model(path: Path, earlier: dict[str, Any], prov: dict[str, Any]) -> None:
+    """A resumed run's model and data must be the partial file's."""
+    for key in ("model_fingerprint", "data_hashes"):
+        if earlier["provenance"].get(key) != prov.get(key):
+            raise SystemExit(f"--resume: {path} was run with {key} {earlier['provenance'].get(key)!r}, this run "
+                             f"has {prov.get(key)!r} (another model or data); delete the file to start over")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,15 +263,38 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--options: a JSON object from strategy name ({', '.join(STRATEGIES)}) to options; got {args.options!r}")
 
     started = datetime.now(timezone.utc)
+    mode = "pareto" if args.pareto else f"s{args.sparsity}"
+    if args.reconstruction != "none":
+        mode += f"-{args.reconstruction}"
+    # Validation runs under their own prefix: the README's tables (search_quality-*) never read them.
+    stem = "search_quality" if args.score_split == "report" else "search_quality_validation"
+    name = f"{stem}-{mode}-b{args.budget}-n{args.seeds}"
+    out = Path(args.out)
+    partial = out / "partial" / f"{name}.json"
+    earlier = resumed(partial, args) if args.resume and partial.exists() else None
     bench = build_workbench(make_spec(args, "uniform", 0, args.budget, {}))
+    prov = provenance(bench.spec, bench) | {"cpu": cpu()}
+    sitting: dict[str, Any] = {"started": started.isoformat(), "git_commit": COMMIT_AT_START,
+                               "cpu": prov["cpu"], "seeds": []}
     rows: list[dict[str, Any]] = []
+    sittings = [sitting]
+    if earlier is not None:
+        same_model(partial, earlier, prov)
+        rows, sittings = earlier["runs"], [*earlier["sittings"], sitting]
+        print(f"--resume: seeds {sorted({r['seed'] for r in rows})} from {partial}", flush=True)
+    done = {r["seed"] for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
+            if seed in done:
+                continue
+            this: list[dict[str, Any]] = []
             for strategy in strategies:
                 if strategy in ("uniform", "owl") and seed > 0:
-                    rows.append(dict(next(r for r in rows if r["strategy"] == strategy), seed=seed))
+                    this.append(dict(next(r for r in rows if r["strategy"] == strategy), seed=seed))
+                    rows.append(this[-1])
                     continue  # deterministic baselines (a level or a sweep of levels): one run stands for every seed
                 row = run_one(args, bench, strategy, seed, f"sqlite:///{tmp}/{strategy}-{seed}.db")
+                this.append(row)
                 rows.append(row)
                 r1 = row.get("retrieval_at_1")
                 shown = (f"hv={row['hypervolume']:.4f}" if args.pareto else
@@ -246,33 +302,38 @@ def main(argv: list[str] | None = None) -> int:
                          f"r@1={'-' if r1 is None else f'{r1:.3f}'} (search {1 - row['search_fidelity']:.4f})")
                 print(f"{strategy:16s} seed={seed} {shown} trials={row['trials']} cost={row['cost']} "
                       f"{row['wall_seconds']}s", flush=True)
+            if not args.pareto:
+                equal_wall_time(this, bench, args.score_split)
+            for r in this:
+                r.pop("_timeline", None)
+            sitting["seeds"].append(seed)
+            if seed < args.seeds - 1:  # the last seed's rows go straight into the final file
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                partial.write_text(json.dumps({"args": recorded_args(args), "provenance": prov,
+                                               "sittings": sittings, "runs": rows}, indent=2, default=str))
+                print(f"wrote {partial} (seeds {sorted({r['seed'] for r in rows})})", flush=True)
 
-    if not args.pareto:
-        equal_wall_time(rows, bench, args.score_split)
-    for r in rows:
-        r.pop("_timeline", None)
     key = "hypervolume" if args.pareto else "one_minus_fidelity"
     summary = summarise(rows, key)
-    commit = COMMIT_AT_START  # the commit the run started from, not HEAD when it ends
-    mode = "pareto" if args.pareto else f"s{args.sparsity}"
-    if args.reconstruction != "none":
-        mode += f"-{args.reconstruction}"
+    first = sittings[0]  # the run's start and commit are its first sitting's
+    cpus = list(dict.fromkeys(str(x["cpu"]) for x in sittings if x["seeds"]))
     result = {
         "benchmark": "search_quality", "mode": "pareto" if args.pareto else "budget",
-        "args": vars(args), "score_split": args.score_split, "started": started.isoformat(), "git_commit": commit,
+        "args": recorded_args(args), "score_split": args.score_split, "started": first["started"],
+        "git_commit": first["git_commit"],
         "machine": f"{platform.machine()} {platform.system()} {platform.processor()}",
-        "provenance": provenance(bench.spec, bench) | {"cpu": cpu()}, "dense": bench.task.dense_reference(),
+        "provenance": prov | {"cpu": "; ".join(cpus)}, "dense": bench.task.dense_reference(),
         "reconstruction": args.reconstruction, "levels": level_figures(bench),
         "hv_reference": HV_REFERENCE if args.pareto else None,
         "summary": summary, "retrieval": summarise(rows, "retrieval_at_1") if not args.pareto else None,
         "runs": rows,
     }
-    out = Path(args.out)
+    if len(sittings) > 1:
+        result["sittings"] = sittings
     out.mkdir(parents=True, exist_ok=True)
-    # Validation runs under their own prefix: the README's tables (search_quality-*) never read them.
-    stem = "search_quality" if args.score_split == "report" else "search_quality_validation"
-    path = out / f"{stem}-{mode}-b{args.budget}-n{args.seeds}-{started:%Y%m%dT%H%M%S}.json"
+    path = out / f"{name}-{datetime.fromisoformat(first['started']):%Y%m%dT%H%M%S}.json"
     path.write_text(json.dumps(result, indent=2, default=str))
+    partial.unlink(missing_ok=True)
     print(f"wrote {path}")
     for s, v in summary.items():
         print(f"  {s:16s} {key} mean={v['mean']:.4f} ±{v['spread']:.4f} (n={v['n']:.0f})")

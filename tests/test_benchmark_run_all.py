@@ -52,3 +52,23 @@ def test_resume_only_runs_the_named_unfinished_steps_into_the_set_file(
     assert run_all.main(args) == 0  # the whole set resumed: only b is left
     assert [r["step"] for r in json.loads((tmp_path / "run_all-t.json").read_text())["steps"]] == ["a", "b", "c"]
     assert (a.read_text(), b.read_text(), c.read_text()) == ("x", "x", "x")
+
+
+def test_a_resumed_search_quality_step_goes_on_from_its_last_seed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    monkeypatch.setattr(run_all, "SETS", {"t": [("sq", [run_all.SQ, "--seeds", "3"]), ("other", ["x.py"])]})
+    ran: list[list[str]] = []
+
+    def run_step(name: str, cmd: list[str], lock: str | None) -> dict[str, object]:
+        ran.append(cmd)
+        return {"step": name, "command": cmd, "rc": 0, "wall_seconds": 0.0, "lock_wait_seconds": 0.0, "result": ""}
+
+    monkeypatch.setattr(run_all, "run_step", run_step)
+    args = ["--set", "t", "--lock", "", "--no-readme"]
+    assert run_all.main(args) == 0
+    assert ran == [[run_all.SQ, "--seeds", "3"], ["x.py"]]
+    ran.clear()
+    (tmp_path / "run_all-t.json").unlink()
+    assert run_all.main([*args, "--resume"]) == 0
+    assert ran == [[run_all.SQ, "--seeds", "3", "--resume"], ["x.py"]]  # search_quality.py --resume

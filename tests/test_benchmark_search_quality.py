@@ -1,8 +1,9 @@
-"""benchmarks/search_quality.py and pareto_front.py: a Pareto-mode hypervolume is of the whole front."""
+"""benchmarks/search_quality.py and pareto_front.py: a Pareto-mode hypervolume is of the whole front; a run stopped between seeds resumes."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -40,3 +41,62 @@ def test_the_front_file_records_project_paths_relative_to_the_root(tmp_path: Pat
     assert pareto_front.shown(tmp_path / "y.json") == str(tmp_path / "y.json")
     assert pareto_front.shown(Path("rel/z.json")) == "rel/z.json"
     assert pareto_front.shown(3) == 3
+
+
+TINY = ["--sparsity", "0.5", "--budget", "3", "--seeds", "2", "--strategies", "uniform,random,evolutionary",
+        "--calibration", "16", "--search", "16", "--report", "16", "--threads", "1"]
+
+
+class SittingEnds(Exception):
+    pass
+
+
+def _figures(path: Path) -> dict[tuple[str, int], tuple[float, int]]:
+    runs = json.loads(path.read_text())["runs"]
+    return {(r["strategy"], r["seed"]): (r["one_minus_fidelity"], r["best_trial"]) for r in runs}
+
+
+def test_a_run_stopped_between_seeds_resumes_from_its_last_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same run uninterrupted, for comparison.
+    whole = tmp_path / "whole"
+    assert search_quality.main([*TINY, "--out", str(whole)]) == 0
+    (expected,) = whole.glob("search_quality-*.json")
+    assert not (whole / "partial").exists() or not list((whole / "partial").iterdir())
+
+    # Stopped during seed 1: seed 0 is kept in the partial file, nothing final is written.
+    out = tmp_path / "out"
+    real = search_quality.run_one
+    ran: list[tuple[str, int]] = []
+
+    def dies_on_seed_1(args, bench, strategy, seed, db):  # type: ignore[no-untyped-def]
+        if seed == 1:
+            raise SittingEnds
+        ran.append((strategy, seed))
+        return real(args, bench, strategy, seed, db)
+
+    monkeypatch.setattr(search_quality, "run_one", dies_on_seed_1)
+    with pytest.raises(SittingEnds):
+        search_quality.main([*TINY, "--out", str(out)])
+    partial = out / "partial" / "search_quality-s0.5-b3-n2.json"
+    assert {r["seed"] for r in json.loads(partial.read_text())["runs"]} == {0}
+    assert not list(out.glob("search_quality-*.json"))
+
+    # Other settings are refused, naming the setting; the partial file is kept.
+    with pytest.raises(SystemExit, match=re.escape("screen=0.25, this run has screen=0.5")):
+        search_quality.main([*TINY, "--screen", "0.5", "--out", str(out), "--resume"])
+    assert partial.exists()
+
+    # Resumed: only seed 1 runs, and the file holds what the uninterrupted run found.
+    ran.clear()
+    monkeypatch.setattr(search_quality, "run_one", lambda *a: (ran.append((a[2], a[3])), real(*a))[1])
+    assert search_quality.main([*TINY, "--out", str(out), "--resume"]) == 0
+    assert ran == [("random", 1), ("evolutionary", 1)]
+    assert "--resume: seeds [0]" in capsys.readouterr().out
+    (resumed,) = out.glob("search_quality-*.json")
+    assert _figures(resumed) == _figures(expected)
+    d = json.loads(resumed.read_text())
+    assert [s["seeds"] for s in d["sittings"]] == [[0], [1]]
+    assert "resume" not in d["args"] and d["started"] == d["sittings"][0]["started"]
+    assert not partial.exists()
