@@ -156,7 +156,8 @@ def equal_wall_time(rows: list[dict[str, Any]], bench: Any, split: str) -> None:
     Equal evaluations are not equal time: screening spends extra wall time on partial
     evaluations. This stops a screened search's clock at the others' time after the fact
     (its best among the results told by then; proposals never depend on later results)
-    and adds ``equal_wall`` to its row. The extra scoring runs after every search."""
+    and adds ``equal_wall`` to its row. The extra scoring runs after the seed's searches,
+    outside their clocks."""
     for seed in dict.fromkeys(r["seed"] for r in rows):
         same = [r for r in rows if r["seed"] == seed and r.get("_timeline") is not None]
         others = [r for r in same if r["strategy"] in ("random", "bayesian", "policy-gradient")
@@ -287,14 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             if seed in done:
                 continue
-            this: list[dict[str, Any]] = []
+            seed_rows: list[dict[str, Any]] = []
             for strategy in strategies:
                 if strategy in ("uniform", "owl") and seed > 0:
-                    this.append(dict(next(r for r in rows if r["strategy"] == strategy), seed=seed))
-                    rows.append(this[-1])
+                    seed_rows.append(dict(next(r for r in rows if r["strategy"] == strategy), seed=seed))
+                    rows.append(seed_rows[-1])
                     continue  # deterministic baselines (a level or a sweep of levels): one run stands for every seed
                 row = run_one(args, bench, strategy, seed, f"sqlite:///{tmp}/{strategy}-{seed}.db")
-                this.append(row)
+                seed_rows.append(row)
                 rows.append(row)
                 r1 = row.get("retrieval_at_1")
                 shown = (f"hv={row['hypervolume']:.4f}" if args.pareto else
@@ -303,8 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{strategy:16s} seed={seed} {shown} trials={row['trials']} cost={row['cost']} "
                       f"{row['wall_seconds']}s", flush=True)
             if not args.pareto:
-                equal_wall_time(this, bench, args.score_split)
-            for r in this:
+                equal_wall_time(seed_rows, bench, args.score_split)
+            for r in seed_rows:
                 r.pop("_timeline", None)
             sitting["seeds"].append(seed)
             if seed < args.seeds - 1:  # the last seed's rows go straight into the final file
