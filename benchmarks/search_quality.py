@@ -25,12 +25,14 @@ default as many as search) and writes ``search_quality_validation-*.json``, whic
 README tables never read: tuning decisions (defaults, options) are made on these runs,
 and REPORT is read only for the published figures.
 
-A run writes ``<out>/partial/<name>.json`` after each seed (every strategy of that seed,
-finished and scored); ``--resume`` continues from it, running only the seeds it lacks, so
-a run longer than a sitting spans several. The settings, model and data must be the same
-(an error says which differs); each seed runs whole in one sitting, on one machine, and
-the final file lists the sittings (start, commit, CPU, seeds). The partial file is
-removed when the final one is written.
+A run writes ``<out>/partial/<name>.json`` as it goes; ``--resume`` continues from it,
+running only what it lacks, so a run longer than a sitting spans several. In budget mode the
+unit is a seed (every strategy of it, finished and scored): its equal-wall-time figures compare
+the seed's strategies, so they run whole in one sitting, on one machine. In Pareto mode, where
+nothing compares wall times, the unit is one strategy of one seed (a seed at budget 256 takes
+hours). The settings, model and data must be the same (an error says which differs); the
+final file lists the sittings (start, commit, CPU, the (seed, strategy) runs of each). The
+partial file is removed when the final one is written.
 
 Run heavy: ``flock /tmp/prunetune-heavy.lock .venv/bin/python benchmarks/search_quality.py
 --sparsity 0.7 --budget 64 --seeds 1``.
@@ -223,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--resume", action="store_true",
-                   help="continue from <out>/partial/<name>.json: run only the seeds it lacks")
+                   help="continue from <out>/partial/<name>.json: run only the seeds (Pareto mode: seed and strategy runs) it lacks")
     return p
 
 
@@ -276,48 +278,57 @@ def main(argv: list[str] | None = None) -> int:
     bench = build_workbench(make_spec(args, "uniform", 0, args.budget, {}))
     prov = provenance(bench.spec, bench) | {"cpu": cpu()}
     sitting: dict[str, Any] = {"started": started.isoformat(), "git_commit": COMMIT_AT_START,
-                               "cpu": prov["cpu"], "seeds": []}
+                               "cpu": prov["cpu"], "runs": []}
     rows: list[dict[str, Any]] = []
     sittings = [sitting]
     if earlier is not None:
         same_model(partial, earlier, prov)
         rows, sittings = earlier["runs"], [*earlier["sittings"], sitting]
-        print(f"--resume: seeds {sorted({r['seed'] for r in rows})} from {partial}", flush=True)
-    done = {r["seed"] for r in rows}
+        print(f"--resume: {len(rows)} runs (seed, strategy) from {partial}", flush=True)
+    # A budget-mode seed is one unit (its equal-wall-time figures compare its strategies, so
+    # they run in one sitting); a Pareto-mode seed can take hours, so each strategy is one.
+    done = {(r["seed"], r["strategy"]) for r in rows}
+
+    def save() -> None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"args": recorded_args(args), "provenance": prov,
+                                       "sittings": sittings, "runs": rows}, indent=2, default=str))
+        print(f"wrote {partial} ({len(rows)} of {args.seeds * len(strategies)} runs)", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            if seed in done:
+            if all((seed, s) in done for s in strategies):
                 continue
             seed_rows: list[dict[str, Any]] = []
             for strategy in strategies:
+                if (seed, strategy) in done:
+                    continue
                 if strategy in ("uniform", "owl") and seed > 0:
-                    seed_rows.append(dict(next(r for r in rows if r["strategy"] == strategy), seed=seed))
-                    rows.append(seed_rows[-1])
-                    continue  # deterministic baselines (a level or a sweep of levels): one run stands for every seed
-                row = run_one(args, bench, strategy, seed, f"sqlite:///{tmp}/{strategy}-{seed}.db")
+                    row = dict(next(r for r in rows if r["strategy"] == strategy), seed=seed)
+                    # deterministic baselines (a level or a sweep of levels): one run stands for every seed
+                else:
+                    row = run_one(args, bench, strategy, seed, f"sqlite:///{tmp}/{strategy}-{seed}.db")
+                    r1 = row.get("retrieval_at_1")
+                    shown = (f"hv={row['hypervolume']:.4f}" if args.pareto else
+                             f"1-fid={row['one_minus_fidelity']:.4f} ({args.score_split}) "
+                             f"r@1={'-' if r1 is None else f'{r1:.3f}'} (search {1 - row['search_fidelity']:.4f})")
+                    print(f"{strategy:16s} seed={seed} {shown} trials={row['trials']} cost={row['cost']} "
+                          f"{row['wall_seconds']}s", flush=True)
+                    sitting["runs"].append([seed, strategy])
                 seed_rows.append(row)
                 rows.append(row)
-                r1 = row.get("retrieval_at_1")
-                shown = (f"hv={row['hypervolume']:.4f}" if args.pareto else
-                         f"1-fid={row['one_minus_fidelity']:.4f} ({args.score_split}) "
-                         f"r@1={'-' if r1 is None else f'{r1:.3f}'} (search {1 - row['search_fidelity']:.4f})")
-                print(f"{strategy:16s} seed={seed} {shown} trials={row['trials']} cost={row['cost']} "
-                      f"{row['wall_seconds']}s", flush=True)
+                if args.pareto:
+                    save()
             if not args.pareto:
                 equal_wall_time(seed_rows, bench, args.score_split)
-            for r in seed_rows:
-                r.pop("_timeline", None)
-            sitting["seeds"].append(seed)
-            if seed < args.seeds - 1:  # the last seed's rows go straight into the final file
-                partial.parent.mkdir(parents=True, exist_ok=True)
-                partial.write_text(json.dumps({"args": recorded_args(args), "provenance": prov,
-                                               "sittings": sittings, "runs": rows}, indent=2, default=str))
-                print(f"wrote {partial} (seeds {sorted({r['seed'] for r in rows})})", flush=True)
+                for r in seed_rows:
+                    r.pop("_timeline", None)
+                save()
 
     key = "hypervolume" if args.pareto else "one_minus_fidelity"
     summary = summarise(rows, key)
     first = sittings[0]  # the run's start and commit are its first sitting's
-    cpus = list(dict.fromkeys(str(x["cpu"]) for x in sittings if x["seeds"]))
+    cpus = list(dict.fromkeys(str(x["cpu"]) for x in sittings if x["runs"]))
     result = {
         "benchmark": "search_quality", "mode": "pareto" if args.pareto else "budget",
         "args": recorded_args(args), "score_split": args.score_split, "started": first["started"],

@@ -1,4 +1,5 @@
-"""benchmarks/search_quality.py and pareto_front.py: a Pareto-mode hypervolume is of the whole front; a run stopped between seeds resumes."""
+"""benchmarks/search_quality.py and pareto_front.py: a Pareto-mode hypervolume is of the whole front;
+a run stopped between seeds (Pareto mode: between strategies) resumes."""
 
 from __future__ import annotations
 
@@ -93,10 +94,46 @@ def test_a_run_stopped_between_seeds_resumes_from_its_last_seed(
     monkeypatch.setattr(search_quality, "run_one", lambda *a: (ran.append((a[2], a[3])), real(*a))[1])
     assert search_quality.main([*TINY, "--out", str(out), "--resume"]) == 0
     assert ran == [("random", 1), ("evolutionary", 1)]
-    assert "--resume: seeds [0]" in capsys.readouterr().out
+    assert "--resume: 3 runs (seed, strategy)" in capsys.readouterr().out
     (resumed,) = out.glob("search_quality-*.json")
     assert _figures(resumed) == _figures(expected)
     d = json.loads(resumed.read_text())
-    assert [s["seeds"] for s in d["sittings"]] == [[0], [1]]
+    assert [s["runs"] for s in d["sittings"]] == [[[0, "uniform"], [0, "random"], [0, "evolutionary"]],
+                                                  [[1, "random"], [1, "evolutionary"]]]
     assert "resume" not in d["args"] and d["started"] == d["sittings"][0]["started"]
+    assert not partial.exists()
+
+
+def test_a_pareto_run_stopped_between_strategies_resumes_from_its_last_strategy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Pareto-mode seed takes hours at budget 256, so each strategy of a seed is kept as it ends.
+    argv = ["--pareto", "--budget", "3", "--seeds", "1", "--strategies", "uniform,random",
+            "--calibration", "16", "--search", "16", "--report", "16", "--threads", "1", "--out", str(tmp_path)]
+    real = search_quality.run_one
+    ran: list[tuple[str, int]] = []
+
+    def dies_on_random(args, bench, strategy, seed, db):  # type: ignore[no-untyped-def]
+        if strategy == "random":
+            raise SittingEnds
+        ran.append((strategy, seed))
+        return real(args, bench, strategy, seed, db)
+
+    monkeypatch.setattr(search_quality, "run_one", dies_on_random)
+    with pytest.raises(SittingEnds):
+        search_quality.main(argv)
+    partial = tmp_path / "partial" / "search_quality-pareto-b3-n1.json"
+    (uniform,) = json.loads(partial.read_text())["runs"]
+    assert uniform["strategy"] == "uniform" and uniform["hypervolume"] > 0
+    assert not list(tmp_path.glob("search_quality-*.json"))
+
+    ran.clear()
+    monkeypatch.setattr(search_quality, "run_one", lambda *a: (ran.append((a[2], a[3])), real(*a))[1])
+    assert search_quality.main([*argv, "--resume"]) == 0
+    assert ran == [("random", 0)]  # the uniform sweep is not run again
+    (final,) = tmp_path.glob("search_quality-*.json")
+    d = json.loads(final.read_text())
+    assert [r["strategy"] for r in d["runs"]] == ["uniform", "random"]
+    assert d["runs"][0] == uniform and set(d["summary"]) == {"uniform", "random"}
+    assert [s["runs"] for s in d["sittings"]] == [[[0, "uniform"]], [[0, "random"]]]
     assert not partial.exists()
