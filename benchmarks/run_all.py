@@ -18,7 +18,8 @@ interrupted run leaves it consistent with the JSON that exists, and ``--resume``
 it: the steps already finished are kept (with the provenance of each sitting), the rest run
 (``--resume --only a,b``: a sitting that runs just those, when they are unfinished). A
 search-quality step stopped part way goes on from its last finished seed, in Pareto mode its
-last finished strategy of a seed (``search_quality.py --resume``), so a step longer than a sitting spans several. Writes
+last finished strategy of a seed (``search_quality.py --resume``), so a step longer than a
+sitting spans several. Writes
 ``benchmarks/results/run_all-<set>.json`` (steps, wall times, RESULT lines) and ends with::
 
     RESULT steps=<n> failed=<n> wall_s=<s>

@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--resume", action="store_true",
-                   help="continue from <out>/partial/<name>.json: run only the seeds (Pareto mode: seed and strategy runs) it lacks")
+                   help="continue from <out>/partial/<name>.json: run only the seeds it lacks "
+                        "(Pareto mode: the (seed, strategy) runs)")
     return p
 
 
