@@ -17,7 +17,7 @@ smaller (what a user reads off it). Hypervolume is over (quality, nonzero parame
 a fraction of the model's) against (0, 1), for bounded metrics (MiniLM's fidelity).
 
 Models: ``minilm`` (embedding fidelity, the bundled all-MiniLM-L6-v2) or ``llama`` (the
-4-block Llama of ``causal_lm.py``, trained here; REPORT perplexity). Writes
+4-block Llama of ``causal_lm.py``, the committed one unless ``--retrain``; REPORT perplexity). Writes
 ``benchmarks/results/pareto_front-<model>[-<reconstruction>]-b<budget>-n<seeds>.json``
 and ends with ``RESULT``.
 
@@ -163,8 +163,8 @@ def uniform_sweep(path: Path, total_of: Workbench) -> dict[str, Any]:
 def earlier_result(flag: str, path: Path, args: argparse.Namespace, bench: Workbench,
                    same: tuple[str, ...]) -> dict[str, Any]:
     """An earlier result whose runs this one keeps: its ``same`` arguments must be these,
-    and it must have pruned the same dense model (the Llama is trained here, and its
-    training moves with the machine)."""
+    and it must have pruned the same dense model (a retrained Llama moves with the
+    machine)."""
     earlier: dict[str, Any] = json.loads(path.read_text())
     # files from before --options and --score-split ran with their defaults
     ran = {"options": {}, "score_split": "report", **earlier["args"]}
@@ -249,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="an earlier pareto_front result with the same model, budget, levels and split: "
                         "only its budget-mode searches are kept (they take no front option, so a change "
                         "of the front search's settings leaves them as they were); the fronts all run")
-    p.add_argument("--steps", type=int, default=600, help="llama: training steps")
+    p.add_argument("--steps", type=int, default=600,
+                   help="llama: training steps (600: the committed model, unless --retrain)")
+    p.add_argument("--retrain", action="store_true",
+                   help="llama: train it here even where the committed model has this recipe")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--options", type=json.loads, default={},
                    help='the front search\'s evolutionary options as JSON, e.g. \'{"fill": 0.1}\'')
@@ -277,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.model == "minilm":
             model: dict[str, Any] = {"source": "minilm"}
         else:
-            from causal_lm import train_llama
+            from causal_lm import llama
 
-            model = {"path": str(train_llama(tmp / "llama", args.steps, 128 * (64 + 32 + 64)))}
+            model = {"path": str(llama(tmp / "llama", args.steps, 128 * (64 + 32 + 64), retrain=args.retrain))}
         bench = build_workbench(make_spec(args, model, seed=0, trials=args.budget))
         runs, budget_rows = [], []
         if args.reuse or args.budget_runs_from:

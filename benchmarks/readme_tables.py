@@ -1057,8 +1057,8 @@ def front_search_section() -> list[str]:
             cell = f"**{shown(f)}**" if ok else shown(f)
             lines.append(f"| {level} | {cell} | {shown(u)} | {shown(b)} |")
         total = len(summ["levels"])
-        # The causal LM is trained in the benchmark, so its dense perplexity (and uniform's)
-        # moves with the machine; each table's own dense model is the yardstick.
+        # A causal LM retrained in the benchmark (--retrain) moves with the machine, and its
+        # dense perplexity (and uniform's) with it; each table's own dense model is the yardstick.
         extra = [f"dense perplexity {d['dense']['perplexity']:.2f}"] if lower and "perplexity" in d.get("dense", {}) else []
         if "hypervolume" in summ:
             hv = summ["hypervolume"]

@@ -1,8 +1,10 @@
-"""benchmarks/causal_lm.py: the Llama the benchmarks train is the same model whatever
-kernel level the process that asks for it runs with."""
+"""benchmarks/causal_lm.py: the Llama the benchmarks prune. At its recipe it is the
+committed model; trained, it is the same model whatever kernel level the process that
+asks for it runs with."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -28,3 +30,29 @@ def test_the_trained_llama_does_not_depend_on_the_callers_kernels(tmp_path: Path
                              text=True, check=True).stdout
         fingerprints[level] = next(line.split()[1] for line in out.splitlines() if line.startswith("FP "))
     assert fingerprints["default"] == fingerprints["avx2"]
+
+
+def _fingerprint(path: Path) -> str:
+    from transformers import AutoModelForCausalLM
+
+    from prunetune.evaluators.model import LoadedModel
+
+    return LoadedModel(model=AutoModelForCausalLM.from_pretrained(path), name="llama").fingerprint()
+
+
+def test_the_committed_llama_is_the_model_its_recipe_names() -> None:
+    recipe = json.loads((BENCH / "models" / "llama-pydoc" / "recipe.json").read_text())
+    assert _fingerprint(BENCH / "models" / "llama-pydoc") == recipe["fingerprint"][:16]
+
+
+def test_the_benchmarks_get_the_committed_llama_at_its_recipe_and_train_one_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import causal_lm
+
+    recipe = json.loads((causal_lm.LLAMA_DIR / "recipe.json").read_text())
+    assert causal_lm.llama(tmp_path / "a", recipe["steps"], recipe["used_bytes"]) == causal_lm.LLAMA_DIR
+    assert not (tmp_path / "a").exists()
+    trained = causal_lm.llama(tmp_path / "b", 3, recipe["used_bytes"])
+    assert trained == tmp_path / "b"
+    assert _fingerprint(trained) != recipe["fingerprint"][:16]
