@@ -206,9 +206,10 @@ def main() -> None:
         tmp = Path(tmp_name)
         start = time.perf_counter()
         model_dir = llama(tmp / "llama", args.steps, used, retrain=args.retrain)
-        if model_dir != LLAMA_DIR:
+        committed = model_dir == LLAMA_DIR
+        results["llama"] = "committed" if committed else "trained"
+        if not committed:
             results["train_seconds"] = time.perf_counter() - start
-        results["llama"] = "committed" if model_dir == LLAMA_DIR else "trained"
         masks = build_workbench(make_spec(model_dir, args, None))
         recon = build_workbench(make_spec(model_dir, args, "sparsegpt"))
         assert recon.levels is not None

@@ -42,7 +42,7 @@ def _fingerprint(path: Path) -> str:
 
 def test_the_committed_llama_is_the_model_its_recipe_names() -> None:
     recipe = json.loads((BENCH / "models" / "llama-pydoc" / "recipe.json").read_text())
-    assert _fingerprint(BENCH / "models" / "llama-pydoc") == recipe["fingerprint"][:16]
+    assert _fingerprint(BENCH / "models" / "llama-pydoc") == recipe["fingerprint"]
 
 
 def test_the_benchmarks_get_the_committed_llama_at_its_recipe_and_train_one_otherwise(
@@ -55,4 +55,4 @@ def test_the_benchmarks_get_the_committed_llama_at_its_recipe_and_train_one_othe
     assert not (tmp_path / "a").exists()
     trained = causal_lm.llama(tmp_path / "b", 3, recipe["used_bytes"])
     assert trained == tmp_path / "b"
-    assert _fingerprint(trained) != recipe["fingerprint"][:16]
+    assert _fingerprint(trained) != recipe["fingerprint"]
