@@ -724,10 +724,32 @@ def bench_full_lines() -> list[str]:
     return [f"`make bench-full` (its {len(run_all.FULL)} steps run over sittings, "
             f"`benchmarks/results/run_all-full.json`): {len(done)} of {len(run_all.FULL)} steps run in "
             f"{len(d['sittings'])} sitting{'s' if len(d['sittings']) > 1 else ''} ({', '.join(r['step'] for r in done)}; "
-            f"{sum(float(r['wall_seconds']) for r in done) / 60:.0f} min); against the figures recorded before "
+            f"{sum(float(r['wall_seconds']) + earlier_sittings_seconds(r) for r in done) / 60:.0f} min); "
+            "against the figures recorded before "
             f"them, {len(rows) - len(off)} of {len(rows)} reproduce ({sum(r['delta'] == '+0' for r in exact)} of "
             f"{len(exact)} quality figures bit-identical)" + (f"; outside: {listed(off)}" if off else "")
             + (f". Not yet run: {', '.join(left)}." if left else "."), ""]
+
+
+def earlier_sittings_seconds(step: dict[str, Any]) -> float:
+    """Seconds of the runs a search_quality step ran before the sitting that finished it.
+
+    ``run_all`` times a step in that sitting only: a session's end cuts the earlier ones
+    short, and ``--resume`` goes on from the partial file they left. The step's result file
+    names the runs each sitting ran, so their seconds are added from there (runs copied from
+    another seed, such as the deterministic sweeps, ran in no sitting and add nothing).
+    """
+    if Path(step["command"][0]).name != "search_quality.py":
+        return 0.0
+    import search_quality  # it imports torch and the package: only when a step needs it
+
+    name = search_quality.result_name(search_quality.build_parser().parse_args(step["command"][1:]))
+    files = sorted(RESULTS.glob(f"{name}-*.json"))
+    if not files:
+        return 0.0
+    d = json.loads(files[-1].read_text())
+    earlier = {tuple(run) for sitting in d.get("sittings", [])[:-1] for run in sitting["runs"]}
+    return sum(float(r["wall_seconds"]) for r in d["runs"] if (r["seed"], r["strategy"]) in earlier)
 
 
 def rerun_lines() -> list[str]:

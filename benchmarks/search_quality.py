@@ -254,6 +254,16 @@ def same_model(path: Path, earlier: dict[str, Any], prov: dict[str, Any]) -> Non
                              f"has {prov.get(key)!r} (another model or data); delete the file to start over")
 
 
+def result_name(args: argparse.Namespace) -> str:
+    """The stem of the run's files: ``<out>/<stem>-<start>.json`` and ``<out>/partial/<stem>.json``."""
+    mode = "pareto" if args.pareto else f"s{args.sparsity}"
+    if args.reconstruction != "none":
+        mode += f"-{args.reconstruction}"
+    # Validation runs under their own prefix: the README's tables (search_quality-*) never read them.
+    stem = "search_quality" if args.score_split == "report" else "search_quality_validation"
+    return f"{stem}-{mode}-b{args.budget}-n{args.seeds}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -267,12 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--options: a JSON object from strategy name ({', '.join(STRATEGIES)}) to options; got {args.options!r}")
 
     started = datetime.now(timezone.utc)
-    mode = "pareto" if args.pareto else f"s{args.sparsity}"
-    if args.reconstruction != "none":
-        mode += f"-{args.reconstruction}"
-    # Validation runs under their own prefix: the README's tables (search_quality-*) never read them.
-    stem = "search_quality" if args.score_split == "report" else "search_quality_validation"
-    name = f"{stem}-{mode}-b{args.budget}-n{args.seeds}"
+    name = result_name(args)
     out = Path(args.out)
     partial = out / "partial" / f"{name}.json"
     earlier = resumed(partial, args) if args.resume and partial.exists() else None

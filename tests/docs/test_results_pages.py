@@ -130,13 +130,40 @@ def test_bench_full_lines_count_the_steps_run_and_name_those_left(tmp_path: Path
     first, second, third = (name for name, _ in run_all.FULL[:3])
     (tmp_path / "run_all-full.json").write_text(json.dumps({
         "sittings": [{"date": "2026-12-06"}, {"date": "2026-12-07"}],
-        "steps": [{"step": first, "rc": 0, "wall_seconds": 600.0}, {"step": second, "rc": 1, "wall_seconds": 60.0}],
+        "steps": [{"step": first, "command": dict(run_all.FULL)[first], "rc": 0, "wall_seconds": 600.0},
+                  {"step": second, "command": dict(run_all.FULL)[second], "rc": 1, "wall_seconds": 60.0}],
         "reproduction": [{"figure": "a", "kind": "exact", "delta": "+0", "within": True},
                          {"figure": "b", "kind": "exact", "delta": "+0.01", "within": False}]}))
     text = "\n".join(readme_tables.bench_full_lines())
     assert f"1 of {len(run_all.FULL)} steps run in 2 sittings ({first}; 10 min)" in text
     assert "1 of 2 reproduce (1 of 2 quality figures bit-identical); outside: b +0.01" in text
     assert f"Not yet run: {second}, {third}," in text  # a failed step is not run
+
+
+
+def test_a_step_resumed_over_sittings_counts_the_runs_of_the_sittings_before_its_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # run_all times the sitting that finished the step; the earlier ones, cut short, are in
+    # the step's result file, and a run copied from another seed ran in no sitting
+    import json
+
+    import run_all
+
+    monkeypatch.setattr(readme_tables, "RESULTS", tmp_path)
+    step = {"step": "search_quality_pareto_b256_n3", "command": dict(run_all.FULL)["search_quality_pareto_b256_n3"],
+            "rc": 0, "wall_seconds": 600.0}
+    runs = [{"seed": 0, "strategy": "uniform", "wall_seconds": 300.0},
+            {"seed": 1, "strategy": "uniform", "wall_seconds": 300.0},  # copied
+            {"seed": 0, "strategy": "random", "wall_seconds": 120.0},
+            {"seed": 1, "strategy": "random", "wall_seconds": 540.0}]
+    result = tmp_path / "search_quality-pareto-b256-n3-20261207T131602.json"
+    result.write_text(json.dumps({"runs": runs, "sittings": [
+        {"runs": [[0, "uniform"], [0, "random"]]}, {"runs": []}, {"runs": [[1, "random"]]}]}))
+    assert readme_tables.earlier_sittings_seconds(step) == 420.0
+    result.write_text(json.dumps({"runs": runs}))  # one sitting: run_all timed all of it
+    assert readme_tables.earlier_sittings_seconds(step) == 0.0
+    naive = {"step": "naive_optuna_evolutionary", "command": dict(run_all.FULL)["naive_optuna_evolutionary"]}
+    assert readme_tables.earlier_sittings_seconds(naive) == 0.0
 
 
 def test_a_front_level_within_two_standard_errors_of_the_quarter_budget_search_is_named(
