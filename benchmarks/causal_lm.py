@@ -71,6 +71,17 @@ TRAIN_THREADS = 2
 # EPYC under the recipe in its recipe.json. `llama` hands it out for that recipe and trains
 # another model for any other (or when asked to retrain).
 LLAMA_DIR = ROOT / "benchmarks" / "models" / "llama-pydoc"
+# The Llama trains on the stream from this many bytes past the splits' text on. Only
+# calibration, search and report are counted: a validation split (cut after report) lies
+# in the training text, so the Llama's validation scores are not held out (see
+# pareto_front.py, which refuses --score-split validation for it).
+TRAIN_TEXT_GAP = 1024
+
+
+def text_bytes(calibration: int, search: int, report: int, window: int = 128) -> int:
+    """Bytes of the pydoc stream the task's calibration, search and report windows take
+    (byte tokens, one window every ``window`` bytes): the ``used_bytes`` of a recipe."""
+    return window * (calibration + search + report)
 
 
 def llama(out: Path, steps: int, used_bytes: int, seed: int = 0, retrain: bool = False) -> Path:
@@ -112,7 +123,7 @@ def _train_llama(out: Path, steps: int, used_bytes: int, seed: int) -> Path:
     chunks = text_chunks("pydoc", "causal-lm")
     random.Random(SPLIT_SEED).shuffle(chunks)  # the task's order: its splits are the stream's start
     stream = list("".join(c + "\n\n" for c in chunks).encode())
-    data = torch.tensor(stream[used_bytes + 1024 :], dtype=torch.long)
+    data = torch.tensor(stream[used_bytes + TRAIN_TEXT_GAP :], dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.1)
@@ -200,7 +211,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     sparsities = [float(s) for s in args.sparsities.split(",")]
-    used = 128 * (args.calibration + args.search + args.report)
+    used = text_bytes(args.calibration, args.search, args.report)
     results: dict[str, Any] = {"methods": {}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -56,6 +56,9 @@ from prunetune.search.controller import level_size
 from prunetune.spec import SearchSpec
 
 HV_REFERENCE = (0.0, 1.0)
+# The Llama's task: its splits are the text the committed model did not train on.
+LLAMA_TASK: dict[str, Any] = {"kind": "causal-lm", "data": "pydoc", "calibration": 64, "search": 32, "report": 64,
+                              "max_length": 128, "batch_size": 16}
 
 
 def make_spec(args: argparse.Namespace, model: dict[str, Any], *, seed: int, trials: int,
@@ -65,8 +68,7 @@ def make_spec(args: argparse.Namespace, model: dict[str, Any], *, seed: int, tri
                                 "report": 512, "retrieval": False}
         space: dict[str, Any] = {"criterion": "wanda", "min": 0.0, "max": 0.95, "step": 0.05}
     else:
-        task = {"kind": "causal-lm", "data": "pydoc", "calibration": 64, "search": 32, "report": 64,
-                "max_length": 128, "batch_size": 16}
+        task = dict(LLAMA_TASK)
         space = {"criterion": "wanda", "min": 0.0, "max": 0.9, "step": 0.05}
     space["reconstruction"] = args.reconstruction
     if args.score_split == "validation":
@@ -264,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--budget-runs-from: give it or --reuse (which keeps the budget runs too), not both")
     if not isinstance(args.options, dict):
         p.error(f"--options: a JSON object of evolutionary options; got {args.options!r}")
+    if args.score_split == "validation" and args.model == "llama":
+        p.error("--score-split: validation is not held out on the Llama (most of its windows lie in the text the "
+                "Llama trained on, which starts after report); make tuning decisions on --model minilm")
     if args.score_split == "validation" and args.uniform_from:
         p.error("--uniform-from: the uniform sweep is scored on REPORT; leave it out with --score-split validation")
     if args.levels is None:
@@ -280,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.model == "minilm":
             model: dict[str, Any] = {"source": "minilm"}
         else:
-            from causal_lm import llama
+            from causal_lm import llama, text_bytes
 
-            model = {"path": str(llama(tmp / "llama", args.steps, 128 * (64 + 32 + 64), retrain=args.retrain))}
+            used = text_bytes(LLAMA_TASK["calibration"], LLAMA_TASK["search"], LLAMA_TASK["report"],
+                              LLAMA_TASK["max_length"])
+            model = {"path": str(llama(tmp / "llama", args.steps, used, retrain=args.retrain))}
         bench = build_workbench(make_spec(args, model, seed=0, trials=args.budget))
         runs, budget_rows = [], []
         if args.reuse or args.budget_runs_from:

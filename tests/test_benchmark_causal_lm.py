@@ -56,3 +56,27 @@ def test_the_benchmarks_get_the_committed_llama_at_its_recipe_and_train_one_othe
     trained = causal_lm.llama(tmp_path / "b", 3, recipe["used_bytes"])
     assert trained == tmp_path / "b"
     assert _fingerprint(trained) != recipe["fingerprint"]
+
+
+def test_the_llama_task_of_the_fronts_is_the_committed_models_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pareto_front.py --model llama scores the committed model only while its task's windows
+    # are the bytes the recipe kept out of the training text
+    monkeypatch.syspath_prepend(str(BENCH))
+    import causal_lm
+    import pareto_front
+
+    recipe = json.loads((causal_lm.LLAMA_DIR / "recipe.json").read_text())
+    task = pareto_front.LLAMA_TASK
+    assert causal_lm.text_bytes(task["calibration"], task["search"], task["report"],
+                                task["max_length"]) == recipe["used_bytes"]
+
+
+def test_the_fronts_refuse_validation_scores_on_the_llama(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    import pareto_front
+
+    with pytest.raises(SystemExit) as exit_info:
+        pareto_front.main(["--model", "llama", "--score-split", "validation"])
+    assert exit_info.value.code == 2
+    assert "--score-split: validation is not held out on the Llama" in capsys.readouterr().err
