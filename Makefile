@@ -22,6 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check prunetune tests benchmarks
 	$(BIN)/mypy
+	cd benchmarks && $(abspath $(BIN))/mypy --config-file ../pyproject.toml *.py
 	$(BIN)/lint-imports  # the layer contracts in pyproject.toml
 
 # The documentation site into site/; --strict fails on any warning (a broken link or

@@ -29,7 +29,9 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,11 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - start
 
 
+def kept(metrics: dict[str, float], prefix: str, bench: Workbench, s: list[float]) -> None:
+    """Evaluate ``s`` on ``bench`` and keep its fidelity in ``metrics`` (as ``<prefix>fidelity``)."""
+    metrics[f"{prefix}fidelity"] = bench.evaluator.evaluate(s)["fidelity"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--search", type=int, default=256, help="search-split chunks")
@@ -86,11 +93,11 @@ def main() -> None:
     for r in range(args.rounds + 1):
         s = [float(v) for v in bench.space.project(rng.uniform(0.3, 0.9, bench.space.dim), target=0.7)]
         metrics: dict[str, float] = {}
-        runs = {
+        runs: dict[str, Callable[[], object]] = {
             "forward": lambda: dense_forward(bench),
-            "evaluation": lambda s=s, m=metrics: m.update(bench.evaluator.evaluate(s)),
-            "naive": lambda s=s: naive(bench, s),
-            "reconstructed": lambda s=s, m=metrics: m.update(recon_fidelity=recon.evaluator.evaluate(s)["fidelity"]),
+            "evaluation": partial(kept, metrics, "", bench, s),
+            "naive": partial(naive, bench, s),
+            "reconstructed": partial(kept, metrics, "recon_", recon, s),
             "reconstructed_forward": lambda: dense_forward(recon),
         }
         names = list(runs)

@@ -190,7 +190,7 @@ def wall_table(cells: dict[tuple[Any, ...], dict[str, Any]], rows: list[tuple[An
         if not known:
             continue
         fastest = min(known)
-        runs = {}  # result file -> (its date, the strategies read from it)
+        runs: dict[str, tuple[str, list[str]]] = {}  # result file -> (its date, the strategies read from it)
         for s in searched:
             if (c := cells.get((level, budget, s))) and secs.get(s):
                 runs.setdefault(c["file"], (c["date"], []))[1].append(s)
@@ -200,7 +200,7 @@ def wall_table(cells: dict[tuple[Any, ...], dict[str, Any]], rows: list[tuple[An
             mixed.append(f"{mark.strip()} {level}/{budget}: " + "; ".join(
                 f"{', '.join(names)} from the run of {when}" for when, names in sorted(runs.values())))
         out.append(f"| {level} | {budget}{mark} | " + " | ".join(
-            f"{secs[s]:.0f} ({secs[s] / fastest:.2f}x)" if secs.get(s) else "" for s in searched) + " |")
+            f"{v:.0f} ({v / fastest:.2f}x)" if (v := secs.get(s)) else "" for s in searched) + " |")
         for s in searched:
             c = cells.get((level, budget, s))
             eq = equal_wall(c["file"], s) if c else None
@@ -366,7 +366,7 @@ def naive_section() -> list[str]:
         cell = cells.get((a["sparsity"], a["budget"], r["side"]))
         twin = next((x for x in runs_of(cell["file"]) if x["strategy"] == r["side"] and x["seed"] == a["seed"]),
                     None) if cell else None
-        if twin:  # the same strategy, target, budget and seed in the search-quality table
+        if twin and cell:  # the same strategy, target, budget and seed in the search-quality table
             where = f"`search_quality.py` ({cell['date'][:16]}), seed {a['seed']}"
             options = twin.get("options") or {}
             if abs(twin["one_minus_fidelity"] - r["one_minus_fidelity"]) < 5e-4:
@@ -1062,7 +1062,9 @@ def front_search_section() -> list[str]:
                 return "not run"
             return f"{-v:.2f}" if lower else f"{1 - v:.4f}"
 
-        wins, ties, close = 0, [], []
+        wins = 0
+        ties: list[str] = []
+        close: list[str] = []
         for level, row in summ["levels"].items():
             f, u, b = row["front"], row["uniform"], row["budget_quarter"]
             # Stored qualities are higher-is-better on both tasks (perplexity is stored negated).

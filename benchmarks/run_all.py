@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import readme_tables
@@ -144,17 +145,17 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
     # --only alone is a partial run with its own file; with --resume it is a sitting of the set.
     out = results / f"run_all-{args.set}{'-partial' if args.only and not args.resume else ''}.json"
     rows: list[dict[str, object]] = []
-    earlier: dict[str, object] = {}
+    earlier: dict[str, Any] = {}
     if args.resume and out.exists():
         earlier = json.loads(out.read_text())
-        rows = [r for r in earlier["steps"] if r["rc"] == 0]  # type: ignore[union-attr]
+        rows = [r for r in earlier["steps"] if r["rc"] == 0]
         done = {r["step"] for r in rows}
         steps = [s for s in steps if s[0] not in done]
         print(f"--resume: {len(done)} steps finished in {out.name}; running {[n for n, _ in steps]}", flush=True)
-    kept = {r["figure"]: r for r in earlier.get("reproduction", [])}  # type: ignore[attr-defined]
+    kept = {r["figure"]: r for r in earlier.get("reproduction", [])}
     order = [n for n, _ in SETS[args.set]]
     reproduction: list[dict[str, object]] = list(kept.values())
-    sittings = [*earlier.get("sittings", []), provenance(vars(args))]  # type: ignore[list-item]
+    sittings = [*earlier.get("sittings", []), provenance(vars(args))]
     for name, cmd in steps:
         if args.resume and cmd[0] == SQ:  # a step stopped between seeds goes on from its last seed
             cmd = [*cmd, "--resume"]
@@ -171,7 +172,7 @@ def run_steps(args: argparse.Namespace, steps: list[tuple[str, list[str]]]) -> i
         out.write_text(json.dumps({
             "benchmark": "run_all", "set": args.set, "provenance": provenance(vars(args)),
             "sittings": sittings,
-            "wall_seconds": round(float(earlier.get("wall_seconds", 0.0)) + time.perf_counter() - start, 1),  # type: ignore[arg-type]
+            "wall_seconds": round(float(earlier.get("wall_seconds", 0.0)) + time.perf_counter() - start, 1),
             "steps": rows, "reproduction": reproduction,
         }, indent=2))
         if not args.no_readme:
