@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-reliability reliability-figures lint docs services install bench bench-full results clean
+.PHONY: demo test test-slow test-reliability reliability-figures lint docs services install bench bench-full results clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,7 +35,13 @@ services:
 	bash tools/test-services.sh
 
 test: $(STAMP) lint docs services
-	$(BIN)/python -m pytest -m "not slow and not reliability" -q
+	$(BIN)/python -m pytest -m "not slow and not reliability" -q --durations=15
+
+# The longest tests (the whole deployment as processes, full searches and exports, the
+# benchmark scripts' resumes): `make test` leaves them out to stay near 15 minutes on 2
+# cores; CI runs them after it.
+test-slow: $(STAMP) services
+	$(BIN)/python -m pytest -m "slow and not reliability" -q --durations=15
 
 # Fault injection, fuzzing, schemathesis (CI runs it after `test`; it restarts the local
 # PostgreSQL, so on a shared machine run it alone). Figures: benchmarks/results/reliability.json.

@@ -16,6 +16,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="the training is pinned to ATen's AVX2 kernels on x86 only")
 def test_the_trained_llama_does_not_depend_on_the_callers_kernels(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def _figures(path: Path) -> dict[tuple[str, int], tuple[float, int]]:
     return {(r["strategy"], r["seed"]): (r["one_minus_fidelity"], r["best_trial"]) for r in runs}
 
 
+@pytest.mark.slow
 def test_a_run_stopped_between_seeds_resumes_from_its_last_seed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -104,6 +105,7 @@ def test_a_run_stopped_between_seeds_resumes_from_its_last_seed(
     assert not partial.exists()
 
 
+@pytest.mark.slow
 def test_a_pareto_run_stopped_between_strategies_resumes_from_its_last_strategy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -66,6 +66,7 @@ def test_run_digits_writes_front_and_trials(tmp_path: Path) -> None:
     assert set(payload["front"][0]["allocation"]) == {"fc1", "fc2"}
 
 
+@pytest.mark.slow
 def test_resume_by_study_name_continues(tmp_path: Path) -> None:
     spec = tmp_path / "digits.yaml"
     spec.write_text(yaml.safe_dump(digits_spec_dict(budget={"trials": 5})))

@@ -100,6 +100,7 @@ def test_evaluation_restores_and_degrades_with_sparsity(minilm_bench: Workbench)
     assert again["fidelity"] == light["fidelity"]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_same_trials(minilm_bench: Workbench, minilm_spec: SearchSpec, tmp_path) -> None:  # type: ignore[no-untyped-def]
     runs = []
     for i in range(2):
@@ -112,6 +113,7 @@ def test_same_seed_gives_same_trials(minilm_bench: Workbench, minilm_spec: Searc
     assert [r.candidate.sparsities for r in third.results] != [s for s, _, _ in runs[0]]
 
 
+@pytest.mark.slow
 def test_front_is_scored_on_the_report_split(minilm_bench: Workbench, minilm_spec: SearchSpec, tmp_path) -> None:  # type: ignore[no-untyped-def]
     outcome = run_job(minilm_spec, db=f"sqlite:///{tmp_path / 'f.db'}", bench=minilm_bench, out_dir=tmp_path / "out")
     assert outcome.front
@@ -135,6 +137,7 @@ def test_front_is_scored_on_the_report_split(minilm_bench: Workbench, minilm_spe
         assert (tmp_path / "out" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_search_quality_scores_the_validation_split_when_asked(minilm_bench: Workbench, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``benchmarks/search_quality.py --score-split validation``: the best allocation's
     figure is its validation-split score (not REPORT's), in a file the README never reads."""
@@ -163,6 +166,7 @@ def test_search_quality_scores_the_validation_split_when_asked(minilm_bench: Wor
         assert abs(on["validation"] - on["report"]) > 1e-4 and "report_fidelity" not in row
 
 
+@pytest.mark.slow
 def test_search_quality_stops_a_screened_search_at_the_others_wall_time(  # type: ignore[no-untyped-def]
         minilm_bench: Workbench, tmp_path) -> None:
     """The equal-wall-time figure: a screened evolutionary search's best among the results

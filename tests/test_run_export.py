@@ -58,6 +58,7 @@ def _report_quality(spec: SearchSpec, model: object) -> float:
     return task.score(model, "report")[task.quality_name]  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_run_records_a_job_and_export_best_loads_with_from_pretrained(tmp_path: Path) -> None:
     from transformers import AutoModel, AutoTokenizer
 
@@ -101,6 +102,7 @@ def test_run_records_a_job_and_export_best_loads_with_from_pretrained(tmp_path: 
     assert json.loads(scored.stdout)["fidelity"] == pytest.approx(best["report"]["fidelity"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_export_sparsity_picks_the_best_point_at_least_that_sparse_and_names_bad_values(tmp_path: Path) -> None:
     spec, db, job = _run_spec(tmp_path, space={"criterion": "wanda", "max": 0.9, "step": 0.05,
                                                "granularity": "heads"})
